@@ -1,0 +1,168 @@
+"""Typed models of the Kaizen Studio API's objects (CONTRACT.md, seed ``types/models.ts``).
+
+These are the dialect-independent shapes the rest of kaizenctl works on. A
+dialect module parses its wire format into these. Unknown response fields are
+ignored (CONTRACT: "A response may carry fields this page does not name").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Provider = Literal["openai", "anthropic", "azure", "ollama"]
+PipelineStatus = Literal["draft", "active", "archived"]
+NodeType = Literal["agent", "supervisor", "router", "synthesizer", "connector"]
+Environment = Literal["development", "staging", "production"]
+DeploymentStatus = Literal["pending", "deploying", "active", "failed", "stopped"]
+Effect = Literal["allow", "deny"]
+ConditionOperator = Literal["eq", "ne", "gt", "lt", "in", "contains", "regex"]
+LogLevel = Literal["debug", "info", "warn", "error"]
+
+ENVIRONMENTS: tuple[Environment, ...] = ("development", "staging", "production")
+SETTLED_DEPLOYMENT_STATUSES: frozenset[str] = frozenset({"active", "failed", "stopped"})
+
+
+class ApiObject(BaseModel):
+    """Base of every API object: extra fields ignored, instances immutable."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class User(ApiObject):
+    id: str
+    email: str
+    full_name: str = ""
+    organization_id: str
+    role: str = ""
+    is_active: bool = True
+    created_at: str = ""
+
+
+class AuthTokens(ApiObject):
+    access_token: str = Field(repr=False)
+    refresh_token: str = Field(repr=False)
+    token_type: str = "bearer"
+
+
+class Agent(ApiObject):
+    id: str
+    name: str
+    description: str | None = None
+    system_prompt: str
+    provider: str
+    model: str
+    temperature: float = 0.7
+    max_tokens: int | None = None
+    tools: list[str] = Field(default_factory=list)
+    is_active: bool = True
+    organization_id: str = ""
+    created_by_id: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+
+
+class AgentVersion(ApiObject):
+    id: str
+    agent_id: str
+    version: int
+    snapshot: dict[str, Any] = Field(default_factory=dict)
+    created_at: str = ""
+    created_by_id: str = ""
+
+
+class Pipeline(ApiObject):
+    id: str
+    name: str
+    description: str | None = None
+    status: str = "draft"
+    pattern: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    version: int = 1
+    organization_id: str = ""
+    created_by_id: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+
+
+class PipelineNode(ApiObject):
+    id: str
+    pipeline_id: str = ""
+    node_type: str
+    agent_id: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    position_x: float = 0
+    position_y: float = 0
+
+
+class PipelineConnection(ApiObject):
+    id: str = ""
+    pipeline_id: str = ""
+    source_node_id: str
+    target_node_id: str
+    source_handle: str | None = None
+    target_handle: str | None = None
+
+
+class Deployment(ApiObject):
+    id: str
+    pipeline_id: str
+    pipeline_version: int
+    environment: str
+    status: str
+    gateway_id: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    organization_id: str = ""
+    created_by_id: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+
+
+class DeploymentLog(ApiObject):
+    timestamp: str
+    level: str
+    message: str
+
+
+class PolicyCondition(ApiObject):
+    attribute: str
+    operator: str
+    value: Any = None
+
+
+class Policy(ApiObject):
+    id: str
+    name: str
+    description: str | None = None
+    effect: str
+    resource_type: str
+    actions: list[str]
+    conditions: list[PolicyCondition] = Field(default_factory=list)
+    organization_id: str = ""
+
+
+# ---- write shapes: what kaizenctl sends, independent of any dialect's wire format ----
+
+
+class GraphNode(ApiObject):
+    """One node of a ``PUT /nodes`` body: agent references already resolved to ids."""
+
+    id: str
+    node_type: str
+    agent_id: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    position_x: float = 0
+    position_y: float = 0
+
+
+class GraphEdge(ApiObject):
+    source_node_id: str
+    target_node_id: str
+    source_handle: str | None = None
+    target_handle: str | None = None
+
+
+class Graph(ApiObject):
+    nodes: list[GraphNode] = Field(default_factory=list)
+    edges: list[GraphEdge] = Field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Manifests: the user-facing YAML format (MANIFESTS.md), its models, loader and checks."""

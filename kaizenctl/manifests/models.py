@@ -1,0 +1,149 @@
+"""Pydantic models of the manifest kinds (MANIFESTS.md draft 1).
+
+One model per kind's ``spec``; unknown fields are rejected. Optional fields
+default to the contract's server defaults, because a manifest is the whole
+desired state of its resource: leaving a line out resets that field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+
+from kaizenctl.api.models import (
+    ConditionOperator,
+    Effect,
+    Environment,
+    NodeType,
+    PipelineStatus,
+    Provider,
+)
+
+API_VERSION = "kaizen.io/v1"
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+NODE_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+# Strict numbers: YAML "0.5" quoted is a string and must not silently become a float.
+StrictNumber = Annotated[float, Field(strict=True)]
+
+
+class ManifestModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _unique(values: list[str], what: str) -> list[str]:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {what} {value!r}")
+        seen.add(value)
+    return values
+
+
+class Metadata(ManifestModel):
+    name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class AgentSpec(ManifestModel):
+    description: str | None = None
+    system_prompt: str = Field(min_length=1)
+    provider: Provider
+    model: str = Field(min_length=1)
+    temperature: StrictNumber = Field(default=0.7, ge=0, le=2)
+    max_tokens: StrictInt | None = Field(default=None, ge=1)
+    tools: list[str] = Field(default_factory=list)
+    is_active: StrictBool = True
+
+    @field_validator("tools")
+    @classmethod
+    def _tools_are_a_set(cls, tools: list[str]) -> list[str]:
+        return _unique(tools, "tool")
+
+
+class Position(ManifestModel):
+    x: StrictNumber
+    y: StrictNumber
+
+
+class NodeSpec(ManifestModel):
+    id: str = Field(pattern=NODE_ID_PATTERN)
+    node_type: NodeType
+    agent: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    position: Position | None = None
+
+
+class EdgeSpec(ManifestModel):
+    from_: str = Field(alias="from")
+    to: str
+    source_handle: str | None = None
+    target_handle: str | None = None
+
+
+class PipelineSpec(ManifestModel):
+    description: str | None = None
+    pattern: str = Field(min_length=1)
+    status: PipelineStatus = "draft"
+    config: dict[str, Any] = Field(default_factory=dict)
+    nodes: list[NodeSpec] = Field(default_factory=list)
+    edges: list[EdgeSpec] = Field(default_factory=list)
+
+
+class Condition(ManifestModel):
+    attribute: str = Field(min_length=1)
+    operator: ConditionOperator
+    value: Any = None
+
+
+class PolicySpec(ManifestModel):
+    description: str | None = None
+    effect: Effect
+    resource_type: str = Field(min_length=1)
+    actions: list[str] = Field(min_length=1)
+    conditions: list[Condition] = Field(default_factory=list)
+
+    @field_validator("actions")
+    @classmethod
+    def _actions_are_a_set(cls, actions: list[str]) -> list[str]:
+        return _unique(actions, "action")
+
+
+class DeploymentSpec(ManifestModel):
+    pipeline: str
+    environment: Environment
+    # None means "latest" unless promote_from is set; validation forbids both.
+    version: Literal["latest"] | Annotated[int, Field(strict=True, ge=1)] | None = None
+    promote_from: Environment | None = None
+
+
+Spec = AgentSpec | PipelineSpec | PolicySpec | DeploymentSpec
+
+
+@dataclass(frozen=True, order=True)
+class SourceLocation:
+    """Where a value came from: file path (or ``<stdin>``), 1-based line and column."""
+
+    file: str
+    line: int
+    column: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One validated manifest document."""
+
+    kind: str
+    name: str
+    spec: Spec
+    annotations: dict[str, str]
+    source: SourceLocation
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.name}"

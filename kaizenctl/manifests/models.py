@@ -7,7 +7,7 @@ desired state of its resource: leaving a line out resets that field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
@@ -143,6 +143,19 @@ class Resource:
     spec: Spec
     annotations: dict[str, str]
     source: SourceLocation
+    # Dotted spec paths (``system_prompt``, ``nodes[0].config.key``) -> where each was written.
+    locations: dict[str, SourceLocation] = field(default_factory=dict)
+    # Spec paths whose value came from ``${VAR}`` substitution: masked in every output.
+    sensitive_paths: frozenset[str] = frozenset()
+
+    def location_of(self, path: str) -> SourceLocation:
+        """Where ``path`` (or its nearest written parent) is in the manifest."""
+        while path:
+            if path in self.locations:
+                return self.locations[path]
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        return self.source
 
     @property
     def ref(self) -> str:

@@ -10,6 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kaizenctl.manifests.checks import (
+    Problem,
+    ResourceIndex,
+    deployment_identity,
+    deployment_target,
+    pipeline_graph,
+    policy_conditions,
+    promotion_source_exists,
+)
 from kaizenctl.manifests.models import (
     AgentSpec,
     DeploymentSpec,
@@ -43,6 +52,12 @@ class KindInfo:
     server_owned: frozenset[str] = frozenset(
         {"id", "organization_id", "created_by_id", "created_at", "updated_at"}
     )
+    # What the identity means, for messages ("pipeline and environment"); None = the name.
+    identity_label: str | None = None
+    # Checks within one spec that a model cannot express (run by ``validate``).
+    checks: tuple[Callable[[Spec], list[Problem]], ...] = ()
+    # Checks that need the rest of the manifest set.
+    set_checks: tuple[Callable[[Resource, ResourceIndex], list[Problem]], ...] = ()
 
 
 def _node_agents(spec: Spec) -> list[tuple[str, str]]:
@@ -62,21 +77,30 @@ def _deployment_pipeline(spec: Spec) -> list[tuple[str, str]]:
 def _deployment_identity(resource: Resource) -> str:
     spec = resource.spec
     assert isinstance(spec, DeploymentSpec)
-    return f"{spec.pipeline}/{spec.environment}"
+    return deployment_identity(spec.pipeline, spec.environment)
 
 
 KINDS: dict[str, KindInfo] = {
     info.kind: info
     for info in (
         KindInfo("Agent", AgentSpec, rank=0),
-        KindInfo("Policy", PolicySpec, rank=0),
-        KindInfo("Pipeline", PipelineSpec, rank=1, references=(Reference("Agent", _node_agents),)),
+        KindInfo("Policy", PolicySpec, rank=0, checks=(policy_conditions,)),
+        KindInfo(
+            "Pipeline",
+            PipelineSpec,
+            rank=1,
+            references=(Reference("Agent", _node_agents),),
+            checks=(pipeline_graph,),
+        ),
         KindInfo(
             "Deployment",
             DeploymentSpec,
             rank=2,
             references=(Reference("Pipeline", _deployment_pipeline),),
             identity=_deployment_identity,
+            identity_label="pipeline and environment",
+            checks=(deployment_target,),
+            set_checks=(promotion_source_exists,),
             server_owned=frozenset(
                 {
                     "id",

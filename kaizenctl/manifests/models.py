@@ -118,6 +118,16 @@ class DeploymentSpec(ManifestModel):
     version: Literal["latest"] | Annotated[int, Field(strict=True, ge=1)] | None = None
     promote_from: Environment | None = None
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_latest_or_a_number(cls, version: object) -> object:
+        # Checked before the union so a user sees one message, not one per union member.
+        if version is None or version == "latest":
+            return version
+        if isinstance(version, int) and not isinstance(version, bool) and version >= 1:
+            return version
+        raise ValueError("must be 'latest' or a whole number >= 1")
+
 
 Spec = AgentSpec | PipelineSpec | PolicySpec | DeploymentSpec
 

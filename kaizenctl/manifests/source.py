@@ -1,0 +1,400 @@
+"""Reading manifest files into plain Python values that remember where each value was written.
+
+PyYAML's constructors drop source positions, so documents are composed into
+nodes (which carry marks) and turned into values here. Building values
+ourselves is also where hostile input is bounded: alias expansion ("billion
+laughs") is cut off by counting visited nodes, nesting by depth, files by size.
+``${VAR}`` / ``${VAR:-default}`` substitution happens here too, because this is
+the only place that still knows whether a scalar was written plain or quoted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
+
+from kaizenctl.manifests.models import SourceLocation
+from kaizenctl.redact import register_secret
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+# A real manifest has tens to hundreds of nodes; 100k leaves room for huge configs
+# while refusing alias bombs long before they exhaust memory.
+MAX_NODES_PER_DOCUMENT = 100_000
+MAX_DEPTH = 100
+STDIN_NAME = "<stdin>"
+YAML_SUFFIXES = (".yaml", ".yml")
+
+# The C loader is ~10x faster; the pure-Python one behaves the same, only slower.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+# Scalar tags a manifest may hold; anything else (!!python/..., !custom) is refused.
+_SCALAR_TAGS = frozenset(
+    {
+        _STR_TAG,
+        "tag:yaml.org,2002:null",
+        "tag:yaml.org,2002:bool",
+        "tag:yaml.org,2002:int",
+        "tag:yaml.org,2002:float",
+        "tag:yaml.org,2002:timestamp",
+    }
+)
+
+# `$${` is a literal `${`; `${...}` a reference; a lone `${` an unclosed one.
+_SUBSTITUTION = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_REFERENCE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
+
+_constructor = SafeConstructor()
+_resolver = Resolver()
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """A problem found while reading: where, the document path it concerns (may be ""), what."""
+
+    location: SourceLocation | None
+    path: str
+    message: str
+
+
+@dataclass
+class Document:
+    """One YAML document as plain values, with the source position of every value."""
+
+    value: Any
+    source: SourceLocation
+    # Full document paths (``spec.nodes[0].id``) -> where the value starts.
+    locations: dict[str, SourceLocation] = field(default_factory=dict)
+    # Full document paths of mapping entries -> where their key starts.
+    key_locations: dict[str, SourceLocation] = field(default_factory=dict)
+    # Full document paths whose value came from ${VAR} substitution.
+    sensitive_paths: set[str] = field(default_factory=set)
+    problems: list[SourceProblem] = field(default_factory=list)
+
+    def location_near(self, path: str) -> SourceLocation:
+        """Where ``path`` or, failing that, its nearest written parent is."""
+        while path:
+            if path in self.locations:
+                return self.locations[path]
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        return self.locations.get("", self.source)
+
+
+class _Refused(Exception):
+    """A document passes a safety limit; it is refused whole."""
+
+
+def _mark(file: str, node: Node, *, end: bool = False) -> SourceLocation:
+    mark = node.end_mark if end else node.start_mark
+    return SourceLocation(file, mark.line + 1, mark.column + 1)
+
+
+class _DocumentBuilder:
+    """Turns one composed node tree into values, recording marks per path."""
+
+    def __init__(self, file: str, environ: Mapping[str, str]) -> None:
+        self.file = file
+        self.environ = environ
+        self.visited = 0
+        # Collections being built right now: seeing one again means a recursive alias.
+        self.active: set[int] = set()
+        self.document = Document(value=None, source=SourceLocation(file, 1, 1))
+
+    def build(self, node: Node) -> Document:
+        self.document.source = _mark(self.file, node)
+        self.document.value = self._value(node, "", 0, substitute=False)
+        return self.document
+
+    def _problem(self, location: SourceLocation, path: str, message: str) -> None:
+        self.document.problems.append(SourceProblem(location, path, message))
+
+    def _value(self, node: Node, path: str, depth: int, *, substitute: bool) -> Any:
+        self.visited += 1
+        if self.visited > MAX_NODES_PER_DOCUMENT:
+            raise _Refused(
+                f"document refused: it expands to more than {MAX_NODES_PER_DOCUMENT:,} values "
+                "(are aliases (*name) multiplying it?)"
+            )
+        location = _mark(self.file, node)
+        if isinstance(node, ScalarNode):
+            self.document.locations[path] = location
+            return self._scalar(node, path, location, substitute=substitute)
+        if depth > MAX_DEPTH:
+            raise _Refused(f"document refused: nested deeper than {MAX_DEPTH} levels")
+        if id(node) in self.active:
+            raise _Refused("document refused: an alias (*name) refers to a value that contains it")
+        self.active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                self.document.locations[path] = location
+                if node.tag != _SEQ_TAG:
+                    self._problem(location, path, f"unsupported YAML tag '{node.tag}'")
+                return [
+                    self._value(child, f"{path}[{index}]", depth + 1, substitute=substitute)
+                    for index, child in enumerate(node.value)
+                ]
+            assert isinstance(node, MappingNode)
+            return self._mapping(node, path, location, depth, substitute=substitute)
+        finally:
+            self.active.discard(id(node))
+
+    def _mapping(
+        self,
+        node: MappingNode,
+        path: str,
+        location: SourceLocation,
+        depth: int,
+        *,
+        substitute: bool,
+    ) -> dict[Any, Any]:
+        if node.tag != _MAP_TAG:
+            self._problem(location, path, f"unsupported YAML tag '{node.tag}'")
+        result: dict[Any, Any] = {}
+        # Merge keys (`<<: *defaults`) first, so the mapping's own keys override them.
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                self._merge(value_node, result, path, depth, substitute=substitute)
+        self.document.locations[path] = location
+        first_seen: dict[Any, SourceLocation] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key_location = _mark(self.file, key_node)
+            if not isinstance(key_node, ScalarNode):
+                self._problem(key_location, path, "a mapping key must be a plain value")
+                continue
+            key = self._scalar(key_node, path, key_location, substitute=False)
+            child = f"{path}.{key}" if path else str(key)
+            if key in first_seen:
+                # PyYAML silently keeps the last; in a reviewed manifest that hides a mistake.
+                self._problem(
+                    key_location,
+                    child,
+                    f"duplicate key '{key}' (first at line {first_seen[key].line})",
+                )
+            first_seen[key] = key_location
+            self.document.key_locations[child] = key_location
+            # Substitution is for spec values (CI secrets), never for identity or kind.
+            in_spec = substitute or (depth == 0 and key == "spec")
+            result[key] = self._value(value_node, child, depth + 1, substitute=in_spec)
+        return result
+
+    def _merge(
+        self, value_node: Node, result: dict[Any, Any], path: str, depth: int, *, substitute: bool
+    ) -> None:
+        sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+        # In a list of merged mappings the earlier ones win, so apply them last.
+        for source in reversed(sources):
+            if not isinstance(source, MappingNode):
+                self._problem(
+                    _mark(self.file, source), path, "'<<' merges a mapping or a list of mappings"
+                )
+                continue
+            merged = self._value(source, path, depth + 1, substitute=substitute)
+            result.update(merged)
+
+    def _scalar(
+        self, node: ScalarNode, path: str, location: SourceLocation, *, substitute: bool
+    ) -> Any:
+        if node.tag == _STR_TAG:
+            if substitute and "${" in node.value:
+                return self._substitute(node, path, location)
+            return node.value
+        if node.tag not in _SCALAR_TAGS:
+            self._problem(location, path, f"unsupported YAML tag '{node.tag}'")
+            return node.value
+        try:
+            return _constructor.construct_object(node)
+        except ConstructorError as error:
+            self._problem(location, path, f"invalid value: {error.problem}")
+            return node.value
+
+    def _substitute(self, node: ScalarNode, path: str, location: SourceLocation) -> Any:
+        unset: list[str] = []
+        malformed: list[str] = []
+        substituted: list[str] = []
+
+        def replace(match: re.Match[str]) -> str:
+            text = match.group(0)
+            if text == "$${":
+                return "${"
+            if match.group(1) is None:
+                malformed.append("unclosed '${'")
+                return text
+            reference = _REFERENCE.fullmatch(match.group(1))
+            if reference is None:
+                malformed.append(f"'{text}' is not ${{NAME}} or ${{NAME:-default}}")
+                return text
+            name, default = reference.group(1), reference.group(2)
+            value = self.environ.get(name)
+            # Shell semantics: `:-` uses the default when the variable is unset or empty.
+            if default is not None and not value:
+                value = default
+            if value is None:
+                unset.append(name)
+                return text
+            substituted.append(value)
+            return value
+
+        text = _SUBSTITUTION.sub(replace, node.value)
+        for message in malformed:
+            self._problem(location, path, message)
+        for name in unset:
+            self._problem(
+                location,
+                path,
+                f"environment variable {name} is not set (write ${{{name}:-default}} "
+                "to give a default)",
+            )
+        if not substituted:
+            return text
+        self.document.sensitive_paths.add(path)
+        for value in substituted:
+            register_secret(value)
+        register_secret(text)
+        # The C composer marks plain scalars with style "", the Python one with None.
+        if not node.style and not malformed and not unset:
+            # A plain `${MAX_TOKENS}` should become the int it would be if written inline.
+            tag: str = _resolver.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+            if tag != _STR_TAG and tag in _SCALAR_TAGS:
+                try:
+                    return _constructor.construct_object(ScalarNode(tag, text))
+                except ConstructorError:
+                    return text
+        return text
+
+
+def expand_paths(paths: Sequence[str]) -> tuple[list[str], list[SourceProblem]]:
+    """Files to read, in order: folders recursively and sorted, ``-`` for stdin, each once."""
+    files: list[str] = []
+    problems: list[SourceProblem] = []
+    seen: set[str] = set()
+
+    def add(name: str, key: str) -> None:
+        if key not in seen:
+            seen.add(key)
+            files.append(name)
+
+    for path in paths:
+        if path == "-":
+            add("-", "-")
+        elif os.path.isdir(path):
+            found = sorted(
+                str(candidate)
+                for candidate in Path(path).rglob("*")
+                if candidate.suffix in YAML_SUFFIXES
+                and candidate.is_file()
+                # Hidden folders (.git, .github) hold other tools' YAML, not manifests.
+                and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
+            )
+            if not found:
+                problems.append(SourceProblem(None, path, f"{path}: no *.yaml or *.yml files"))
+            for name in found:
+                add(name, os.path.realpath(name))
+        elif os.path.exists(path):
+            add(path, os.path.realpath(path))
+        else:
+            problems.append(SourceProblem(None, path, f"{path}: no such file or folder"))
+    return files, problems
+
+
+def read_source(name: str, stdin: TextIO | None) -> tuple[str, str | SourceProblem]:
+    """(display name, text) of a file or ``-``; a SourceProblem when it cannot be used."""
+    if name == "-":
+        display = STDIN_NAME
+        stream = sys.stdin if stdin is None else stdin
+        buffer = getattr(stream, "buffer", None)
+        if buffer is None:
+            # An in-memory text stream (tests, embedding): already decoded.
+            text = stream.read(MAX_FILE_BYTES + 1)
+            if len(text) > MAX_FILE_BYTES:
+                return display, _too_large(display)
+            return display, text.removeprefix("\ufeff")
+        data: bytes = buffer.read(MAX_FILE_BYTES + 1)
+    else:
+        display = name
+        try:
+            with open(name, "rb") as handle:
+                data = handle.read(MAX_FILE_BYTES + 1)
+        except OSError as error:
+            return display, SourceProblem(None, "", f"{name}: cannot read: {error.strerror}")
+    if len(data) > MAX_FILE_BYTES:
+        return display, _too_large(display)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        return display, SourceProblem(
+            SourceLocation(display, line, column),
+            "",
+            f"not valid UTF-8: byte 0x{data[error.start]:02x} at offset {error.start}; "
+            "save the file as UTF-8",
+        )
+    return display, text.removeprefix("\ufeff")
+
+
+def _too_large(display: str) -> SourceProblem:
+    return SourceProblem(
+        SourceLocation(display, 1, 1),
+        "",
+        f"file refused: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB",
+    )
+
+
+def parse_documents(
+    display: str, text: str, environ: Mapping[str, str]
+) -> Iterator[Document | SourceProblem]:
+    """Every non-empty document of ``text``; a YAML error ends the file with one problem."""
+    try:
+        for node in yaml.compose_all(text, Loader=_Loader):
+            if node is None:
+                continue
+            builder = _DocumentBuilder(display, environ)
+            try:
+                yield builder.build(node)
+            except _Refused as refused:
+                yield SourceProblem(_mark(display, node), "", str(refused))
+    except yaml.YAMLError as error:
+        yield _yaml_problem(display, text, error)
+
+
+def _yaml_problem(display: str, text: str, error: yaml.YAMLError) -> SourceProblem:
+    mark = getattr(error, "problem_mark", None)
+    error_line = mark.line + 1 if mark is not None else None
+    # PyYAML says "found character '\t' that cannot start any token"; say what is wrong.
+    for number, line in enumerate(text.splitlines(), start=1):
+        if error_line is not None and number > error_line:
+            break
+        indent = line[: len(line) - len(line.lstrip(" \t"))]
+        if "\t" in indent:
+            return SourceProblem(
+                SourceLocation(display, number, indent.index("\t") + 1),
+                "",
+                "tab used for indentation; YAML indents with spaces only",
+            )
+    if isinstance(error, yaml.MarkedYAMLError):
+        message = f"invalid YAML: {error.problem}"
+        if error.context:
+            message += f" ({error.context})"
+        location = (
+            SourceLocation(display, mark.line + 1, mark.column + 1)
+            if mark is not None
+            else SourceLocation(display, 1, 1)
+        )
+        return SourceProblem(location, "", message)
+    return SourceProblem(SourceLocation(display, 1, 1), "", f"invalid YAML: {error}")

@@ -1,0 +1,165 @@
+"""The one retry policy of kaizenctl's HTTP edge.
+
+What happens to a request depends on what the server could have done with it:
+
+* **Not processed** — a 429 or 503 answer, or a connection that never opened.
+  Any request, a POST included, may simply be sent again after waiting. A 429
+  (and a 503 that carries one) is waited out for ``Retry-After`` seconds, capped
+  at ``retry_after_cap``; otherwise the wait is exponential backoff with full
+  jitter.
+* **Maybe processed** — the answer was lost (reset connection, read timeout),
+  or a proxy answered 502 or 504. GET, PUT, PATCH and DELETE are idempotent and
+  are sent again (a DELETE answering 404 on such a retry counts as done). A
+  POST is never sent again blindly: the session raises ``OutcomeUnknownError``
+  and ``create_at_most_once`` looks the result up first, posting again only
+  when it is not there.
+* **Processed** — any other answer (2xx, 4xx, 500): never retried here.
+
+Every wait counts against one time budget per request (``total_budget``), so a
+server that keeps answering 429 turns into an error rather than a hung CI job.
+``sleep``, ``clock`` and ``random`` are injectable so tests run in no time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random as _random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+from kaizenctl.api.errors import ConflictError, OutcomeUnknownError
+
+T = TypeVar("T")
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+
+
+class Disposition(enum.Enum):
+    """What an outcome allows."""
+
+    DONE = "done"  # processed: return or raise, never retry
+    RESEND = "resend"  # not processed: safe to send again, whatever the method
+    MAYBE_DONE = "maybe_done"  # may have been processed: only idempotent requests are re-sent
+
+
+# 503 means the server (or its proxy) refused before doing anything; 502/504 mean a
+# proxy lost its way to the server, which may have acted already.
+_NOT_PROCESSED_STATUSES = frozenset({429, 503})
+_MAYBE_PROCESSED_STATUSES = frozenset({502, 504})
+
+
+def classify_status(status: int) -> Disposition:
+    if status in _NOT_PROCESSED_STATUSES:
+        return Disposition.RESEND
+    if status in _MAYBE_PROCESSED_STATUSES:
+        return Disposition.MAYBE_DONE
+    return Disposition.DONE
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``Retry-After`` (delta-seconds or HTTP date); None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Limits and timing of retries; one instance is shared by a whole session."""
+
+    max_attempts: int = 8
+    base_delay: float = 0.1
+    max_delay: float = 5.0
+    retry_after_cap: float = 30.0
+    total_budget: float = 120.0
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    random: Callable[[], float] = field(default=_random.random, repr=False)
+
+    def begin(self) -> RetryBudget:
+        """Start counting attempts and time for one logical request."""
+        return RetryBudget(self, self.clock())
+
+    def backoff(self, retry_number: int) -> float:
+        """Full-jitter exponential backoff for the n-th retry (1-based)."""
+        ceiling: float = min(self.max_delay, self.base_delay * 2.0 ** (retry_number - 1))
+        # Full jitter spreads a crowd of clients hit by the same outage apart.
+        return ceiling * (0.5 + 0.5 * self.random())
+
+
+class RetryBudget:
+    """The attempts and time left for one logical request."""
+
+    def __init__(self, policy: RetryPolicy, started: float) -> None:
+        self.policy = policy
+        self.started = started
+        self.retries = 0
+
+    def next_delay(self, retry_after: float | None = None) -> float | None:
+        """How long to wait before the next attempt, or None when the budget is spent."""
+        policy = self.policy
+        if self.retries + 1 >= policy.max_attempts:
+            return None
+        self.retries += 1
+        if retry_after is not None:
+            delay = min(retry_after, policy.retry_after_cap)
+        else:
+            delay = policy.backoff(self.retries)
+        elapsed = policy.clock() - self.started
+        if elapsed + delay > policy.total_budget:
+            return None
+        return delay
+
+    async def wait(self, delay: float) -> None:
+        await self.policy.sleep(delay)
+
+
+async def create_at_most_once(
+    policy: RetryPolicy,
+    send: Callable[[], Awaitable[T]],
+    find: Callable[[], Awaitable[T | None]],
+) -> T:
+    """Run a non-idempotent request so that it takes effect at most once.
+
+    ``send`` performs the request (the session already re-sends it when the
+    server said it did not process it). When its answer is lost
+    (``OutcomeUnknownError``), ``find`` looks for what the request would have
+    made; if found, that is the result, otherwise the request is sent again
+    after a backoff. A 409 after a lost answer also triggers the look-up: the
+    first attempt may have landed after the look-up ran.
+    """
+    budget = policy.begin()
+    answer_lost = False
+    while True:
+        try:
+            return await send()
+        except OutcomeUnknownError:
+            answer_lost = True
+            found = await find()
+            if found is not None:
+                return found
+            delay = budget.next_delay()
+            if delay is None:
+                raise
+            await budget.wait(delay)
+        except ConflictError:
+            if answer_lost:
+                found = await find()
+                if found is not None:
+                    return found
+            raise

@@ -1,0 +1,335 @@
+"""``ApiSession``: the HTTP edge — one ``httpx.AsyncClient`` with auth, retries and limits.
+
+Dialect-free: it knows a base URL, bearer tokens and the retry policy, but no
+endpoint. A dialect (``contract_v1``) supplies paths, bodies and the
+``renewer`` that turns a refused access token into a fresh one.
+
+What it guarantees:
+
+* at most ``parallelism`` requests in flight (a semaphore held only while a
+  request is on the wire, never while backing off);
+* on a 401, one renewal in flight however many requests wait on it; the
+  request is then sent again, and a 401 straight after a renewal is an
+  ``AuthenticationError`` telling the user to log in again;
+* retries exactly as ``kaizenctl.api.retry`` says;
+* every httpx exception mapped to ``kaizenctl.api.errors`` here, at the edge;
+* ``-v`` logging of method, path, status and duration, never of headers or bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from kaizenctl import __version__
+from kaizenctl.api.errors import (
+    LOGIN_AGAIN_HINT,
+    ApiError,
+    AuthenticationError,
+    OutcomeUnknownError,
+    ResponseFormatError,
+    TransportError,
+    error_for_status,
+)
+from kaizenctl.api.httplog import http_logger
+from kaizenctl.api.retry import IDEMPOTENT_METHODS, Disposition, RetryPolicy, classify_status
+from kaizenctl.api.retry import parse_retry_after as _parse_retry_after
+from kaizenctl.redact import register_secret
+
+Renewer = Callable[[], Awaitable[None]]
+QueryParams = Mapping[str, str | int | float | bool]
+
+_log = http_logger()
+
+
+class TokenState:
+    """The current bearer tokens; every value set here is registered as a secret."""
+
+    def __init__(self, access_token: str | None = None, refresh_token: str | None = None) -> None:
+        self._access: str | None = None
+        self._refresh: str | None = None
+        self.access_token = access_token
+        self.refresh_token = refresh_token
+
+    @property
+    def access_token(self) -> str | None:
+        return self._access
+
+    @access_token.setter
+    def access_token(self, value: str | None) -> None:
+        register_secret(value)
+        self._access = value
+
+    @property
+    def refresh_token(self) -> str | None:
+        return self._refresh
+
+    @refresh_token.setter
+    def refresh_token(self, value: str | None) -> None:
+        register_secret(value)
+        self._refresh = value
+
+    def __repr__(self) -> str:
+        return "TokenState(...)"
+
+
+def tls_verification(ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """Verification always on; a private CA is added, never a switch to turn checks off."""
+    if ca_bundle is None:
+        return True
+    return ssl.create_default_context(cafile=ca_bundle)
+
+
+def _transport_disposition(exc: httpx.TransportError) -> Disposition:
+    if isinstance(exc, httpx.ConnectError) and _is_tls_failure(exc):
+        return Disposition.DONE
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        # The request never left: nothing can have happened on the server.
+        return Disposition.RESEND
+    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError)):
+        return Disposition.DONE
+    # Read/write errors, read timeouts, a connection reset or closed mid-answer:
+    # the server may have acted on the request.
+    return Disposition.MAYBE_DONE
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    text = str(exc)
+    return "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text or "certificate" in text.lower()
+
+
+def _describe_transport_error(exc: httpx.TransportError) -> tuple[str, str]:
+    """(detail, hint) for a transport failure, without the request's headers."""
+    name = type(exc).__name__
+    text = str(exc) or name
+    if isinstance(exc, httpx.ConnectError) and _is_tls_failure(exc):
+        return (
+            f"TLS verification failed: {text}",
+            "pass --ca-bundle with your private CA's certificate",
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({name})", "raise --timeout if the server is slow"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect: {text}", "check --api-url / KAIZEN_API_URL"
+    return f"connection failed: {text} ({name})", ""
+
+
+class ApiSession:
+    """An async HTTP session for one server; create it in the event loop that will use it."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        parallelism: int = 10,
+        timeout: float = 30.0,
+        verify: ssl.SSLContext | bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+        tokens: TokenState | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._base_path = urlsplit(self.base_url).path
+        self.policy = policy or RetryPolicy()
+        self.tokens = tokens or TokenState()
+        self.renewer: Renewer | None = None
+        self._semaphore = asyncio.Semaphore(parallelism)
+        self._renew_lock = asyncio.Lock()
+        # The token whose renewal failed, and why: waiters re-raise instead of trying again.
+        self._renew_failure: tuple[str | None, ApiError] | None = None
+        self.renewals = 0
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout),
+            verify=verify,
+            transport=transport,
+            limits=httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism),
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": f"kaizenctl/{__version__}"},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def full_path(self, path: str) -> str:
+        return f"{self._base_path}{path}"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: QueryParams | None = None,
+        json: Any = None,
+        data: Mapping[str, str] | None = None,
+        authenticated: bool = True,
+        idempotent: bool | None = None,
+        missing_ok_on_retry: bool = False,
+    ) -> httpx.Response:
+        """Send one logical request, retrying per the policy; return its 2xx answer.
+
+        ``idempotent`` defaults by method. A non-idempotent request whose
+        answer was lost raises ``OutcomeUnknownError`` rather than being sent
+        again. ``missing_ok_on_retry`` (DELETE) accepts a 404 that follows an
+        attempt that may have succeeded.
+        """
+        method = method.upper()
+        if idempotent is None:
+            idempotent = method in IDEMPOTENT_METHODS
+        shown_path = self.full_path(path)
+        budget = self.policy.begin()
+        just_renewed = False
+        maybe_done_before = False
+        while True:
+            token: str | None = None
+            if authenticated:
+                if self.tokens.access_token is None:
+                    await self._renew(None, method, shown_path)
+                token = self.tokens.access_token
+            try:
+                response = await self._send_once(method, path, params, json, data, token)
+            except httpx.TransportError as exc:
+                just_renewed = False
+                disposition = _transport_disposition(exc)
+                detail, hint = _describe_transport_error(exc)
+                if disposition is Disposition.MAYBE_DONE and not idempotent:
+                    raise OutcomeUnknownError(
+                        method, shown_path, None, f"{detail}; the request may have taken effect"
+                    ) from None
+                delay = None if disposition is Disposition.DONE else budget.next_delay()
+                if delay is None:
+                    raise TransportError(method, shown_path, None, detail, hint=hint) from None
+                maybe_done_before = maybe_done_before or disposition is Disposition.MAYBE_DONE
+                _log.info("%s %s: %s; retrying in %.2fs", method, shown_path, detail, delay)
+                await budget.wait(delay)
+                continue
+            except httpx.HTTPError as exc:
+                raise TransportError(method, shown_path, None, str(exc)) from None
+
+            status = response.status_code
+            if status == 401 and authenticated:
+                if just_renewed or self.renewer is None:
+                    raise self._error(method, shown_path, response, hint=LOGIN_AGAIN_HINT)
+                await self._renew(token, method, shown_path)
+                just_renewed = True
+                continue
+            just_renewed = False
+            if status < 400:
+                return response
+            if status == 404 and missing_ok_on_retry and maybe_done_before:
+                # The earlier attempt did what we asked; its answer was lost.
+                return response
+            disposition = classify_status(status)
+            if disposition is Disposition.MAYBE_DONE and not idempotent:
+                raise OutcomeUnknownError(
+                    method,
+                    shown_path,
+                    status,
+                    f"{response.reason_phrase}; the request may have taken effect",
+                )
+            if disposition is not Disposition.DONE:
+                retry_after = None
+                if status in (429, 503):
+                    retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+                delay = budget.next_delay(retry_after)
+                if delay is not None:
+                    maybe_done_before = maybe_done_before or disposition is Disposition.MAYBE_DONE
+                    _log.info("%s %s: %d; retrying in %.2fs", method, shown_path, status, delay)
+                    await budget.wait(delay)
+                    continue
+            raise self._error(method, shown_path, response)
+
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        params: QueryParams | None,
+        json: Any,
+        data: Mapping[str, str] | None,
+        token: str | None,
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        shown_path = self.full_path(path)
+        async with self._semaphore:
+            started = time.perf_counter()
+            try:
+                response = await self._client.request(
+                    method,
+                    path,
+                    params=dict(params) if params else None,
+                    json=json,
+                    data=data,
+                    headers=headers,
+                )
+            except httpx.HTTPError as exc:
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                _log.info(
+                    "%s %s failed after %.0f ms (%s)",
+                    method,
+                    shown_path,
+                    elapsed_ms,
+                    type(exc).__name__,
+                )
+                raise
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        _log.info("%s %s %d %.0f ms", method, shown_path, response.status_code, elapsed_ms)
+        if params:
+            _log.debug("  query: %s", "&".join(f"{k}={v}" for k, v in params.items()))
+        return response
+
+    async def _renew(self, used_token: str | None, method: str, shown_path: str) -> None:
+        """Renew the access token once for everyone who saw ``used_token`` refused."""
+        if self.renewer is None:
+            raise AuthenticationError(
+                method, shown_path, None, "no access token", hint=LOGIN_AGAIN_HINT
+            )
+        async with self._renew_lock:
+            if self.tokens.access_token != used_token:
+                return  # another request renewed it while this one waited
+            failure = self._renew_failure
+            if failure is not None and failure[0] == used_token:
+                raise failure[1]
+            _log.info("access token refused or missing; renewing it")
+            try:
+                await self.renewer()
+            except ApiError as exc:
+                self._renew_failure = (used_token, exc)
+                raise
+            self.renewals += 1
+
+    def _error(
+        self, method: str, shown_path: str, response: httpx.Response, *, hint: str = ""
+    ) -> ApiError:
+        detail: Any = None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            detail = body.get("detail")
+        return error_for_status(
+            method,
+            shown_path,
+            response.status_code,
+            detail,
+            reason=response.reason_phrase,
+            hint=hint,
+        )
+
+    def decode(self, response: httpx.Response) -> Any:
+        """The JSON body of an answer, or ``ResponseFormatError``."""
+        try:
+            return response.json()
+        except ValueError:
+            raise ResponseFormatError(
+                response.request.method,
+                response.request.url.path,
+                response.status_code,
+                "the answer is not JSON",
+            ) from None

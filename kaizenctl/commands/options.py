@@ -1,0 +1,104 @@
+"""Connection flags shared by every command that talks to a server.
+
+    @click.command()
+    @connection_options
+    def command(**options): settings = settings_from_options(**options)
+
+Only click and the standard library are imported here (no httpx), so that
+``kaizenctl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from kaizenctl.api.settings import ConnectionSettings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_PARALLELISM = 10
+DEFAULT_TIMEOUT = 30.0
+
+CONNECTION_OPTION_NAMES = ("api_url", "insecure", "ca_bundle", "parallelism", "timeout", "verbose")
+
+
+def connection_options(command: F) -> F:
+    """Add --api-url, --insecure, --ca-bundle, --parallelism, --timeout and -v to a command."""
+    decorators = [
+        click.option(
+            "--api-url",
+            metavar="URL",
+            default=None,
+            help="Server base URL, e.g. https://kaizen.example.com [env: KAIZEN_API_URL].",
+        ),
+        click.option(
+            "--insecure",
+            is_flag=True,
+            default=False,
+            help="Allow plain http to a host other than localhost (tokens travel unencrypted).",
+        ),
+        click.option(
+            "--ca-bundle",
+            metavar="FILE",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="PEM file of a private CA to trust (TLS verification stays on).",
+        ),
+        click.option(
+            "--parallelism",
+            type=click.IntRange(min=1),
+            default=DEFAULT_PARALLELISM,
+            show_default=True,
+            help="Most requests in flight at once.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=DEFAULT_TIMEOUT,
+            show_default=True,
+            help="Seconds to wait for each HTTP answer.",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            help="-v logs each request (method, path, status, duration); -vv adds detail.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def settings_from_options(
+    *,
+    api_url: str | None = None,
+    insecure: bool = False,
+    ca_bundle: str | None = None,
+    parallelism: int = DEFAULT_PARALLELISM,
+    timeout: float = DEFAULT_TIMEOUT,
+    verbose: int = 0,
+    require_auth: bool = True,
+    **_other_options: Any,
+) -> ConnectionSettings:
+    """Connection settings from the flags above plus the environment; applies -v too.
+
+    Other keyword arguments (a command's own options) are ignored, so a command
+    may pass all of its options through.
+    """
+    from kaizenctl.api.httplog import configure_logging
+    from kaizenctl.api.settings import settings_from_env
+
+    configure_logging(verbose)
+    return settings_from_env(
+        api_url=api_url,
+        insecure=insecure,
+        ca_bundle=ca_bundle,
+        parallelism=parallelism,
+        timeout=timeout,
+        require_auth=require_auth,
+    )

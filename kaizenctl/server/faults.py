@@ -1,0 +1,205 @@
+"""Fault and realism knobs, and the ASGI middleware that applies them.
+
+The middleware sits outside the FastAPI app so that a faulted request (429,
+503) never reaches a route: it has no side effect. A dropped answer is the
+opposite: the route runs and commits, and only then is the answer cut off, so
+the client meets exactly the "did my write happen?" case CONTRACT.md warns of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+API_PREFIX = "/api/v1"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class FaultKnobs(BaseModel):
+    """Every knob, all off by default. The same names are CLI flags and admin JSON keys."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    latency_ms: float = Field(0.0, ge=0, description="Added latency per /api/v1 request.")
+    rate_429: float = Field(0.0, ge=0, le=1, description="Share of requests answered 429.")
+    retry_after_s: float = Field(1.0, ge=0, description="Retry-After value sent with 429/503.")
+    rate_503: float = Field(0.0, ge=0, le=1, description="Share of requests answered 503.")
+    rate_drop_after_commit: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of writes committed, then answered by a dropped connection.",
+    )
+    access_token_ttl_s: float = Field(3600.0, gt=0, description="Lifetime of access tokens.")
+    page_size_cap: int | None = Field(None, ge=1, description="Cap on items per page.")
+    deploy_step_s: float = Field(
+        0.0, ge=0, description="Time a deployment spends in each of pending and deploying."
+    )
+    fault_seed: int | None = Field(None, description="Seed for the random faults.")
+
+
+class FaultPatch(BaseModel):
+    """A partial update of the knobs (``PUT /admin/faults``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float | None = None
+    rate_429: float | None = None
+    retry_after_s: float | None = None
+    rate_503: float | None = None
+    rate_drop_after_commit: float | None = None
+    access_token_ttl_s: float | None = None
+    page_size_cap: int | None = None
+    deploy_step_s: float | None = None
+    fault_seed: int | None = None
+
+
+@dataclass(frozen=True)
+class RequestLogEntry:
+    method: str
+    path: str
+    status: int
+    dropped: bool = False
+
+
+class FaultState:
+    """The live knobs, the random source behind them and the request log; thread-safe."""
+
+    def __init__(self, knobs: FaultKnobs | None = None) -> None:
+        self._lock = threading.Lock()
+        self._knobs = knobs or FaultKnobs()
+        self._rng = random.Random(self._knobs.fault_seed)
+        self._log: list[RequestLogEntry] = []
+
+    @property
+    def knobs(self) -> FaultKnobs:
+        with self._lock:
+            return self._knobs.model_copy()
+
+    def update(self, changes: dict[str, Any]) -> FaultKnobs:
+        """Apply knob changes; a new ``fault_seed`` reseeds the random source."""
+        with self._lock:
+            merged = {**self._knobs.model_dump(), **changes}
+            self._knobs = FaultKnobs.model_validate(merged)
+            if "fault_seed" in changes:
+                self._rng = random.Random(self._knobs.fault_seed)
+            return self._knobs.model_copy()
+
+    def draw(self) -> float:
+        with self._lock:
+            return self._rng.random()
+
+    def record(self, entry: RequestLogEntry) -> None:
+        with self._lock:
+            self._log.append(entry)
+
+    def entries(self) -> list[RequestLogEntry]:
+        with self._lock:
+            return list(self._log)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+
+class FaultMiddleware:
+    """Applies the knobs to ``/api/v1`` requests and records them in the request log."""
+
+    def __init__(self, app: ASGIApp, state: FaultState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope["path"]).startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        method = str(scope["method"])
+        path = str(scope["path"])
+        knobs = self.state.knobs
+        if knobs.latency_ms > 0:
+            await asyncio.sleep(knobs.latency_ms / 1000)
+        # Refused requests are answered before the app sees them: no side effect.
+        if knobs.rate_429 > 0 and self.state.draw() < knobs.rate_429:
+            await self._refuse(send, 429, "Too many requests", knobs.retry_after_s)
+            self.state.record(RequestLogEntry(method, path, 429))
+            return
+        if knobs.rate_503 > 0 and self.state.draw() < knobs.rate_503:
+            await self._refuse(send, 503, "Service unavailable", knobs.retry_after_s)
+            self.state.record(RequestLogEntry(method, path, 503))
+            return
+        drop = (
+            method in WRITE_METHODS
+            and knobs.rate_drop_after_commit > 0
+            and self.state.draw() < knobs.rate_drop_after_commit
+        )
+        status = 500
+        if not drop:
+
+            async def send_and_note(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = int(message["status"])
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_and_note)
+            finally:
+                self.state.record(RequestLogEntry(method, path, status))
+            return
+        await self._run_and_drop(scope, receive, send, method, path)
+
+    async def _run_and_drop(
+        self, scope: Scope, receive: Receive, send: Send, method: str, path: str
+    ) -> None:
+        # Run the route to completion (its transaction commits), hold its answer,
+        # then send a head that promises more body than will ever come and stop:
+        # the server closes the connection and the client sees a transport error.
+        start: Message | None = None
+
+        async def hold(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+
+        await self.app(scope, receive, hold)
+        status = int(start["status"]) if start is not None else 500
+        self.state.record(RequestLogEntry(method, path, status, dropped=True))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+        # Returning without completing the response makes uvicorn close the transport.
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, message: str, retry_after_s: float) -> None:
+        body = json.dumps({"detail": message}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", _format_seconds(retry_after_s).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _format_seconds(seconds: float) -> str:
+    """``1`` for whole seconds, a plain decimal (never exponent notation) otherwise."""
+    if float(seconds).is_integer():
+        return str(int(seconds))
+    return f"{seconds:.6f}".rstrip("0").rstrip(".")

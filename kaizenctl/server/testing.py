@@ -1,0 +1,93 @@
+"""Run the reference server inside a test process: ``running_server()``.
+
+The server runs under uvicorn in a daemon thread on 127.0.0.1 with a free port,
+with the admin endpoint mounted so tests can change fault knobs at run time and
+read the request log. Other test suites build on this; keep the names stable.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+import uvicorn
+
+from kaizenctl.server.app import ServerState, build_asgi, ensure_dev_user
+from kaizenctl.server.db import Database
+from kaizenctl.server.faults import FaultKnobs, FaultState, RequestLogEntry
+
+__all__ = ["RequestLogEntry", "RunningServer", "running_server"]
+
+DEV_EMAIL = "dev@kaizen.local"
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A live server: where it listens and how to log in."""
+
+    url: str
+    email: str
+    password: str
+
+    def set_faults(self, **knobs: object) -> None:
+        """Change fault knobs at run time, through the admin HTTP endpoint."""
+        response = httpx.put(f"{self.url}/admin/faults", json=knobs, timeout=10)
+        response.raise_for_status()
+
+    def faults(self) -> dict[str, object]:
+        response = httpx.get(f"{self.url}/admin/faults", timeout=10)
+        response.raise_for_status()
+        result: dict[str, object] = response.json()
+        return result
+
+    def request_log(self) -> list[RequestLogEntry]:
+        """Every /api/v1 request so far, oldest first (paths without query string)."""
+        response = httpx.get(f"{self.url}/admin/requests", timeout=10)
+        response.raise_for_status()
+        return [RequestLogEntry(**entry) for entry in response.json()]
+
+    def clear_request_log(self) -> None:
+        httpx.delete(f"{self.url}/admin/requests", timeout=10).raise_for_status()
+
+
+@contextmanager
+def running_server(*, db_path: str | None = None, **fault_knobs: object) -> Iterator[RunningServer]:
+    """Start a server (in memory unless ``db_path``), yield it, stop it on exit."""
+    knobs = FaultKnobs.model_validate(fault_knobs)
+    state = ServerState(db=Database(db_path), faults=FaultState(knobs))
+    password = secrets.token_urlsafe(12)
+    ensure_dev_user(state, DEV_EMAIL, password)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        build_asgi(state, admin=True),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"kaizen-server-{port}"
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        yield RunningServer(url=f"http://127.0.0.1:{port}", email=DEV_EMAIL, password=password)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        state.db.close()

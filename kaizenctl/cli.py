@@ -53,9 +53,36 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kaizenctl")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
     """Declarative GitOps reconciler for Kaizen Studio."""
+    ctx.obj = {"debug": debug}
 
 
-def main() -> None:
-    sys.exit(cli.main(standalone_mode=True))
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every error is `Error: <message>` and exit 1 (2 means "changes" only)."""
+    from kaizenctl.errors import KaizenctlError
+    from kaizenctl.redact import redact
+
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    except click.ClickException as error:
+        # Usage errors exit 1, not click's 2: with --detailed-exitcode, 2 means "changes".
+        error.show()
+        return 1
+    except KaizenctlError as error:
+        if debug:
+            raise
+        click.echo(redact(f"Error: {error}"), err=True)
+        return 1
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    return 0

@@ -1,0 +1,122 @@
+"""`kaizenctl apply`: make live state match the manifests."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import click
+
+from kaizenctl.commands.common import plan_options
+from kaizenctl.commands.options import connection_options
+
+
+@click.command("apply")
+@plan_options
+@click.option("--auto-approve", is_flag=True, help="Apply without asking (required in CI).")
+@click.option(
+    "--allow-production-delete",
+    is_flag=True,
+    help="Allow undeploying a production deployment.",
+)
+@click.option(
+    "--allow-production-rollback",
+    is_flag=True,
+    help="Allow rolling back a production deployment.",
+)
+@click.option(
+    "--deploy-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for each deploy, promote or rollback to settle.",
+)
+@click.option(
+    "--plan",
+    "plan_file",
+    metavar="FILE",
+    default=None,
+    help="Apply exactly this saved plan (from `plan --out`), or refuse if live state moved.",
+)
+@connection_options
+def command(
+    paths: tuple[str, ...],
+    prune: bool,
+    targets: tuple[str, ...],
+    allow_delete_all: bool,
+    output_format: str,
+    auto_approve: bool,
+    allow_production_delete: bool,
+    allow_production_rollback: bool,
+    deploy_timeout: float,
+    plan_file: str | None,
+    **connection: Any,
+) -> None:
+    """Make live state match the manifests: plan, confirm, then execute in dependency order.
+
+    PATH is a manifest file, a folder (read recursively) or - for standard input.
+    Exit 1 when any action failed; the report lists what was done, what failed
+    and what never started, and running again converges.
+    """
+    from kaizenctl.api.connect import open_api
+    from kaizenctl.commands.common import build_plan_options, load_resources, use_color
+    from kaizenctl.commands.options import settings_from_options
+    from kaizenctl.errors import ApplyError, UsageError
+    from kaizenctl.reconcile import ApplyOptions, ApplyResult, apply_plan_async, plan_async
+    from kaizenctl.reconcile.apply import check_flags
+    from kaizenctl.reconcile.diff import ALLOW_PRODUCTION_DELETE, ALLOW_PRODUCTION_ROLLBACK
+    from kaizenctl.reconcile.plan import Action
+    from kaizenctl.render import render_apply, render_plan
+
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if not auto_approve and not interactive:
+        raise UsageError(
+            "refusing to apply unattended without --auto-approve (nothing was changed)"
+        )
+    resources = load_resources(paths) if plan_file is None else []
+    options = build_plan_options(prune=prune, targets=targets, allow_delete_all=allow_delete_all)
+    allowed = frozenset(
+        flag
+        for flag, given in (
+            (ALLOW_PRODUCTION_DELETE, allow_production_delete),
+            (ALLOW_PRODUCTION_ROLLBACK, allow_production_rollback),
+        )
+        if given
+    )
+    apply_options = ApplyOptions(deploy_timeout=deploy_timeout, allowed_flags=allowed)
+    settings = settings_from_options(**connection)
+    fmt: Any = output_format
+    progress_on = sys.stderr.isatty()
+
+    async def run() -> ApplyResult | None:
+        async with open_api(settings) as api:
+            if plan_file is not None:
+                from kaizenctl.gitops.saved_plan import load_saved_plan
+
+                plan, live = await load_saved_plan(api, plan_file)
+            else:
+                plan, live = await plan_async(api, resources, options)
+            click.echo(render_plan(plan, fmt, color=use_color()), nl=False)
+            if not plan.has_changes:
+                return None
+            check_flags(plan, allowed)
+            if not auto_approve and not click.confirm("Apply these actions?", default=False):
+                raise ApplyError("apply cancelled; nothing was changed")
+            total = len(plan.actions)
+            finished = 0
+
+            def on_progress(action: Action, status: str, message: str) -> None:
+                nonlocal finished
+                finished += 1
+                if progress_on:
+                    click.echo(f"[{finished}/{total}] {status}: {action.summary}", err=True)
+
+            return await apply_plan_async(api, plan, live, apply_options, on_progress=on_progress)
+
+    result = asyncio.run(run())
+    if result is None:
+        return
+    click.echo(render_apply(result, fmt, color=use_color()), nl=False)
+    if not result.ok:
+        raise SystemExit(1)

@@ -1,0 +1,82 @@
+"""Pieces shared by plan and apply: manifest paths, plan flags, output choice.
+
+Light imports only (click): the heavy modules load inside the command bodies.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from kaizenctl.manifests.models import Resource
+    from kaizenctl.reconcile.diff import PlanOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def plan_options(command: F) -> F:
+    """PATH..., --prune, --target and --allow-delete-all."""
+    decorators = [
+        click.argument("paths", nargs=-1, required=True, metavar="PATH..."),
+        click.option(
+            "--prune",
+            is_flag=True,
+            help="Delete live resources that no manifest describes (shown first in the plan).",
+        ),
+        click.option(
+            "--target",
+            "targets",
+            multiple=True,
+            metavar="KIND/NAME",
+            help="Limit the plan to this resource and what it depends on; repeatable.",
+        ),
+        click.option(
+            "--allow-delete-all",
+            is_flag=True,
+            help="Confirm a plan that deletes every live resource of a kind.",
+        ),
+        click.option(
+            "--format",
+            "output_format",
+            type=click.Choice(["text", "json", "markdown"]),
+            default="text",
+            show_default=True,
+            help="Output format; JSON is versioned (format_version), Markdown suits PR comments.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def load_resources(paths: tuple[str, ...]) -> list[Resource]:
+    from kaizenctl.manifests.loader import load_manifests
+
+    return list(load_manifests(list(paths), stdin=sys.stdin).resources)
+
+
+def build_plan_options(
+    *, prune: bool, targets: tuple[str, ...], allow_delete_all: bool
+) -> PlanOptions:
+    from kaizenctl.errors import UsageError
+    from kaizenctl.kinds import KIND_NAMES
+    from kaizenctl.reconcile.diff import PlanOptions
+
+    for target in targets:
+        kind, _, name = target.partition("/")
+        if kind not in KIND_NAMES or not name:
+            raise UsageError(
+                f"--target {target!r}: expected KIND/NAME with KIND one of {', '.join(KIND_NAMES)}"
+            )
+    return PlanOptions(prune=prune, targets=frozenset(targets), allow_delete_all=allow_delete_all)
+
+
+def use_color(stream: Any = None) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    stream = stream or sys.stdout
+    return "NO_COLOR" not in os.environ and bool(getattr(stream, "isatty", lambda: False)())

@@ -1,0 +1,67 @@
+"""`kaizenctl plan`: show what apply would change."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+
+from kaizenctl.commands.common import plan_options
+from kaizenctl.commands.options import connection_options
+
+EXIT_CHANGES = 2
+
+
+@click.command("plan")
+@plan_options
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 with no changes, 2 with changes, 1 on error (as Terraform does).",
+)
+@click.option(
+    "--out",
+    "out_file",
+    metavar="FILE",
+    default=None,
+    help="Save the plan for `kaizenctl apply --plan FILE`.",
+)
+@connection_options
+def command(
+    paths: tuple[str, ...],
+    prune: bool,
+    targets: tuple[str, ...],
+    allow_delete_all: bool,
+    output_format: str,
+    detailed_exitcode: bool,
+    out_file: str | None,
+    **connection: Any,
+) -> None:
+    """Show what `apply` would change, without changing anything.
+
+    PATH is a manifest file, a folder (read recursively) or - for standard input.
+    """
+    from kaizenctl.api.connect import open_api
+    from kaizenctl.commands.common import build_plan_options, load_resources, use_color
+    from kaizenctl.commands.options import settings_from_options
+    from kaizenctl.reconcile import Plan, plan_async
+    from kaizenctl.render import render_plan
+
+    resources = load_resources(paths)
+    options = build_plan_options(prune=prune, targets=targets, allow_delete_all=allow_delete_all)
+    settings = settings_from_options(**connection)
+
+    async def run() -> Plan:
+        async with open_api(settings) as api:
+            plan, live = await plan_async(api, resources, options)
+            if out_file is not None:
+                from kaizenctl.gitops.saved_plan import save_plan
+
+                await save_plan(api, out_file, plan, live, resources)
+            return plan
+
+    plan = asyncio.run(run())
+    click.echo(render_plan(plan, output_format, color=use_color()), nl=False)  # type: ignore[arg-type]
+    if detailed_exitcode and plan.has_changes:
+        raise SystemExit(EXIT_CHANGES)

@@ -1,0 +1,296 @@
+"""Execute a ``Plan``: actions run as soon as what they depend on is done.
+
+Partial failure is a result, not an exception: an action that fails makes its
+dependents ``skipped``; independent branches go on. The result says exactly
+what was done, what failed (with the server's reason) and what never started,
+and a rerun converges because every action is planned again from live state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from kaizenctl.api.models import Deployment, Graph, GraphEdge, GraphNode
+from kaizenctl.api.service import KaizenApi
+from kaizenctl.errors import ApplyError, KaizenctlError
+from kaizenctl.reconcile.live import LiveSnapshot
+from kaizenctl.reconcile.plan import Action, Plan
+from kaizenctl.redact import redact
+
+OutcomeStatus = Literal["done", "failed", "skipped", "not-started"]
+DEFAULT_DEPLOY_TIMEOUT = 300.0
+LOG_LINES_ON_FAILURE = 5
+
+
+class ActionOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    action_id: str
+    ref: str
+    verb: str
+    summary: str
+    status: OutcomeStatus
+    message: str = ""
+
+
+class ApplyResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    outcomes: tuple[ActionOutcome, ...]
+
+    def with_status(self, status: OutcomeStatus) -> list[ActionOutcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status == "done" for o in self.outcomes)
+
+
+class ActionFailed(KaizenctlError):
+    """An action could not be carried out; the message says why."""
+
+
+ProgressCallback = Callable[[Action, OutcomeStatus, str], None]
+
+
+@dataclass
+class _Context:
+    api: KaizenApi
+    agent_ids: dict[str, str]
+    pipeline_ids: dict[str, str]
+    deploy_timeout: float
+    # (pipeline, environment) -> the deployment this apply made there, once settled.
+    settled: dict[tuple[str, str], Deployment] = field(default_factory=dict)
+
+
+def check_flags(plan: Plan, allowed_flags: frozenset[str]) -> None:
+    """Refuse the whole apply, before any write, when an action needs a flag not given."""
+    needed = sorted(
+        (a.requires_flag, a.summary)
+        for a in plan.actions
+        if a.requires_flag is not None and a.requires_flag not in allowed_flags
+    )
+    if needed:
+        lines = "\n".join(f"  {summary}: needs {flag}" for flag, summary in needed)
+        raise ApplyError(f"refusing to apply; nothing was changed:\n{lines}")
+
+
+async def execute_plan(
+    api: KaizenApi,
+    plan: Plan,
+    live: LiveSnapshot,
+    *,
+    deploy_timeout: float = DEFAULT_DEPLOY_TIMEOUT,
+    allowed_flags: frozenset[str] = frozenset(),
+    on_progress: ProgressCallback | None = None,
+) -> ApplyResult:
+    check_flags(plan, allowed_flags)
+    context = _Context(
+        api=api,
+        agent_ids={a.name: a.id for a in live.agents},
+        pipeline_ids={p.name: p.id for p in live.pipelines},
+        deploy_timeout=deploy_timeout,
+    )
+    finished: dict[str, asyncio.Event] = {a.id: asyncio.Event() for a in plan.actions}
+    outcomes: dict[str, ActionOutcome] = {}
+
+    def record(action: Action, status: OutcomeStatus, message: str = "") -> None:
+        message = redact(message)
+        outcomes[action.id] = ActionOutcome(
+            action_id=action.id,
+            ref=action.ref,
+            verb=action.verb,
+            summary=action.summary,
+            status=status,
+            message=message,
+        )
+        if on_progress is not None:
+            on_progress(action, status, message)
+
+    async def run(action: Action) -> None:
+        try:
+            for dependency in action.depends_on:
+                await finished[dependency].wait()
+            failed_dependencies = [d for d in action.depends_on if outcomes[d].status != "done"]
+            if failed_dependencies:
+                record(action, "skipped", f"skipped: {failed_dependencies[0]} did not succeed")
+                return
+            try:
+                message = await _execute(context, action)
+            except KaizenctlError as error:
+                record(action, "failed", str(error))
+            else:
+                record(action, "done", message)
+        finally:
+            finished[action.id].set()
+
+    tasks = [asyncio.ensure_future(run(action)) for action in plan.actions]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+    for action in plan.actions:
+        if action.id not in outcomes:
+            outcomes[action.id] = ActionOutcome(
+                action_id=action.id,
+                ref=action.ref,
+                verb=action.verb,
+                summary=action.summary,
+                status="not-started",
+            )
+    return ApplyResult(outcomes=tuple(outcomes[a.id] for a in plan.actions))
+
+
+def _without_nulls(fields: dict[str, Any]) -> dict[str, Any]:
+    # A create leaves a null field out: the server's default for it is null already.
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+async def _execute(context: _Context, action: Action) -> str:
+    api = context.api
+    kind, verb = action.kind, action.verb
+    if kind == "Deployment":
+        return await _execute_deployment(context, action)
+    services: dict[str, Any] = {
+        "Agent": api.agents,
+        "Pipeline": api.pipelines,
+        "Policy": api.policies,
+    }
+    service = services[kind]
+    if verb == "create":
+        created = await service.create(_without_nulls(action.payload["fields"]))
+        if kind == "Agent":
+            context.agent_ids[action.name] = created.id
+        elif kind == "Pipeline":
+            context.pipeline_ids[action.name] = created.id
+        return f"created (id {created.id})"
+    if verb == "update":
+        assert action.live_id is not None
+        await service.update(action.live_id, action.payload["changes"])
+        return "updated " + ", ".join(c.field for c in action.changes)
+    if verb == "delete":
+        assert action.live_id is not None
+        await service.delete(action.live_id)
+        return "deleted"
+    if verb == "replace-graph":
+        pipeline_id = action.live_id or context.pipeline_ids.get(action.name)
+        if pipeline_id is None:
+            raise ActionFailed(f"Pipeline/{action.name} has no id: it was not created")
+        graph = _resolve_graph(context, action.payload["graph"])
+        await api.pipelines.put_graph(pipeline_id, graph)
+        return f"graph written ({len(graph.nodes)} nodes, {len(graph.edges)} edges)"
+    raise ActionFailed(f"unknown action {verb} for {kind}")
+
+
+def _resolve_graph(context: _Context, payload: dict[str, Any]) -> Graph:
+    nodes = []
+    for node in payload["nodes"]:
+        agent = node.get("agent")
+        agent_id = None
+        if agent is not None:
+            agent_id = context.agent_ids.get(agent)
+            if agent_id is None:
+                raise ActionFailed(f"node {node['id']}: Agent/{agent} does not exist on the server")
+        nodes.append(
+            GraphNode(
+                id=node["id"],
+                node_type=node["node_type"],
+                agent_id=agent_id,
+                config=node.get("config", {}),
+                position_x=node["position_x"],
+                position_y=node["position_y"],
+            )
+        )
+    edges = [GraphEdge(**edge) for edge in payload["edges"]]
+    return Graph(nodes=nodes, edges=edges)
+
+
+async def _execute_deployment(context: _Context, action: Action) -> str:
+    api = context.api
+    payload = action.payload
+    if action.verb == "delete":
+        for deployment_id in payload.get("deployment_ids", []):
+            await api.deployments.delete(deployment_id)
+        return "undeployed"
+    pipeline = payload["pipeline"]
+    environment = payload["environment"]
+    pipeline_id = context.pipeline_ids.get(pipeline)
+    if pipeline_id is None:
+        raise ActionFailed(f"Pipeline/{pipeline} does not exist on the server")
+    expected = payload.get("expected_version")
+
+    if action.verb == "deploy":
+        started = await api.deployments.deploy(pipeline_id, environment)
+    elif action.verb == "rollback":
+        assert action.live_id is not None
+        started = await api.deployments.rollback(action.live_id)
+    elif action.verb == "promote":
+        source_environment = payload["source_environment"]
+        source = await _active_deployment(context, pipeline, pipeline_id, source_environment)
+        if source is None:
+            raise ActionFailed(
+                f"cannot promote: {pipeline} has no active deployment in {source_environment}"
+            )
+        if expected is not None and source.pipeline_version != expected:
+            raise ActionFailed(
+                f"cannot promote: {source_environment} runs v{source.pipeline_version}, "
+                f"the plan expected v{expected}"
+            )
+        started = await api.deployments.promote(source.id, environment)
+    else:
+        raise ActionFailed(f"unknown deployment action {action.verb}")
+
+    settled = await api.deployments.wait_settled(started.id, timeout=context.deploy_timeout)
+    if settled.status != "active":
+        raise ActionFailed(
+            f"deployment {settled.id} ended {settled.status}"
+            + await _last_log_lines(api, settled.id)
+        )
+    context.settled[(pipeline, environment)] = settled
+    if expected is not None and settled.pipeline_version != expected:
+        raise ActionFailed(
+            f"deployment {settled.id} runs v{settled.pipeline_version}, the plan expected "
+            f"v{expected} (did the pipeline change during the apply?)"
+        )
+    return f"{environment} runs v{settled.pipeline_version} (deployment {settled.id})"
+
+
+async def _active_deployment(
+    context: _Context, pipeline: str, pipeline_id: str, environment: str
+) -> Deployment | None:
+    made_here = context.settled.get((pipeline, environment))
+    if made_here is not None:
+        return made_here
+    # Not deployed by this apply: ask the server what runs there now, settling first
+    # anything still on its way, since a promotion needs an active source.
+    running = await context.api.deployments.list_all(
+        pipeline_id=pipeline_id, environment=environment
+    )
+    in_flight = [d for d in running if d.status in ("pending", "deploying")]
+    for deployment in in_flight:
+        await context.api.deployments.wait_settled(deployment.id, timeout=context.deploy_timeout)
+    if in_flight:
+        running = await context.api.deployments.list_all(
+            pipeline_id=pipeline_id, environment=environment
+        )
+    active = [d for d in running if d.status == "active"]
+    return max(active, key=lambda d: (d.created_at, d.id)) if active else None
+
+
+async def _last_log_lines(api: KaizenApi, deployment_id: str) -> str:
+    try:
+        logs = await api.deployments.logs(deployment_id)
+    except KaizenctlError:
+        return ""
+    if not logs:
+        return ""
+    tail = logs[-LOG_LINES_ON_FAILURE:]
+    return "; last log lines:\n" + "\n".join(
+        f"    {entry.timestamp} {entry.level}: {entry.message}" for entry in tail
+    )

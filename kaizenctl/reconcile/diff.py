@@ -1,0 +1,690 @@
+"""Build a ``Plan`` from desired and live state. Pure: no I/O, no printing.
+
+Dependencies between actions are data (``Action.depends_on``):
+creates and updates go agents → pipelines → graphs → deployments and
+development → staging → production; deletes go the other way
+(deployments → pipelines → agents), and an agent is deleted only after every
+graph that referenced it has let go of it, so the server never answers 409.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepdiff import DeepDiff
+
+from kaizenctl.api.models import ENVIRONMENTS
+from kaizenctl.errors import PlanError
+from kaizenctl.kinds import KINDS
+from kaizenctl.manifests.models import DeploymentSpec, Resource
+from kaizenctl.reconcile.layout import layered_positions
+from kaizenctl.reconcile.live import LiveSnapshot
+from kaizenctl.reconcile.plan import Action, FieldChange, Plan, Unmanaged
+from kaizenctl.reconcile.state import DeploymentSlot, GraphState, NodeState, ObjectState, State
+
+# Servers may round floats (temperature 0.7 stored as a 32-bit float, say).
+FLOAT_TOLERANCE = 1e-6
+
+PRODUCTION = "production"
+ALLOW_PRODUCTION_DELETE = "--allow-production-delete"
+ALLOW_PRODUCTION_ROLLBACK = "--allow-production-rollback"
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    prune: bool = False
+    # "Kind/name" (Deployments: "Deployment/<metadata.name>"); empty means everything.
+    targets: frozenset[str] = frozenset()
+    allow_delete_all: bool = False
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def values_equal(before: Any, after: Any) -> bool:
+    """Equal by value: 1 == 1.0, floats within tolerance, dicts by content."""
+    if _canonical(before) == _canonical(after):
+        return True
+    return not DeepDiff(
+        before,
+        after,
+        ignore_numeric_type_changes=True,
+        math_epsilon=FLOAT_TOLERANCE,
+        verbose_level=0,
+    )
+
+
+def field_changes(
+    desired: dict[str, Any], live: dict[str, Any], sensitive: frozenset[str]
+) -> list[FieldChange]:
+    return [
+        FieldChange(
+            field=name,
+            before=live.get(name),
+            after=value,
+            sensitive=_is_sensitive(name, sensitive),
+        )
+        for name, value in desired.items()
+        if not values_equal(live.get(name), value)
+    ]
+
+
+def _is_sensitive(path: str, sensitive: frozenset[str]) -> bool:
+    return any(s == path or s.startswith((path + ".", path + "[")) for s in sensitive)
+
+
+def _node_view(node: NodeState) -> dict[str, Any]:
+    view: dict[str, Any] = {"node_type": node.node_type, "agent": node.agent, "config": node.config}
+    if node.position is not None:
+        view["position"] = {"x": node.position[0], "y": node.position[1]}
+    return view
+
+
+@dataclass(frozen=True)
+class GraphDiff:
+    changes: list[FieldChange]
+    # True when nodes or edges change beyond positions: the pipeline version moves.
+    behavioural: bool
+
+
+def graph_diff(
+    desired: GraphState,
+    live: GraphState | None,
+    sensitive: frozenset[str],
+    node_paths: dict[str, str],
+) -> GraphDiff:
+    live = live or GraphState()
+    changes: list[FieldChange] = []
+    behavioural = False
+    for node_id, node in desired.nodes.items():
+        path = node_paths.get(node_id, f"nodes.{node_id}")
+        was = live.nodes.get(node_id)
+        if was is None:
+            behavioural = True
+            changes.append(
+                FieldChange(
+                    field=f"nodes.{node_id}",
+                    after=_node_view(node),
+                    sensitive=_is_sensitive(path, sensitive),
+                )
+            )
+            continue
+        same_behaviour = (
+            was.node_type == node.node_type
+            and was.agent == node.agent
+            and values_equal(was.config, node.config)
+        )
+        same_position = node.position is None or (
+            was.position is not None and values_equal(list(was.position), list(node.position))
+        )
+        if not same_behaviour:
+            behavioural = True
+        if not (same_behaviour and same_position):
+            before = _node_view(was)
+            after = _node_view(node)
+            if node.position is None:
+                before.pop("position", None)
+            changes.append(
+                FieldChange(
+                    field=f"nodes.{node_id}",
+                    before=before,
+                    after=after,
+                    sensitive=_is_sensitive(path, sensitive),
+                )
+            )
+    for node_id, was in live.nodes.items():
+        if node_id not in desired.nodes:
+            behavioural = True
+            changes.append(FieldChange(field=f"nodes.{node_id}", before=_node_view(was)))
+    for edge in sorted(desired.edges - live.edges):
+        behavioural = True
+        changes.append(FieldChange(field="edges", after=edge.label()))
+    for edge in sorted(live.edges - desired.edges):
+        behavioural = True
+        changes.append(FieldChange(field="edges", before=edge.label()))
+    return GraphDiff(changes, behavioural)
+
+
+def graph_payload(desired: GraphState, live: GraphState | None) -> dict[str, Any]:
+    """The whole desired graph for ``PUT /nodes``; agents still by name.
+
+    A node without a position keeps its live one; a new one gets a layered layout.
+    """
+    live_nodes = live.nodes if live else {}
+    layout = layered_positions(
+        list(desired.nodes), ((edge.source, edge.target) for edge in desired.edges)
+    )
+    nodes = []
+    for node_id, node in desired.nodes.items():
+        position = node.position
+        if position is None:
+            was = live_nodes.get(node_id)
+            position = was.position if was is not None and was.position else layout[node_id]
+        nodes.append(
+            {
+                "id": node_id,
+                "node_type": node.node_type,
+                "agent": node.agent,
+                "config": node.config,
+                "position_x": position[0],
+                "position_y": position[1],
+            }
+        )
+    edges = [
+        {
+            "source_node_id": edge.source,
+            "target_node_id": edge.target,
+            "source_handle": edge.source_handle,
+            "target_handle": edge.target_handle,
+        }
+        for edge in sorted(desired.edges)
+    ]
+    return {"nodes": nodes, "edges": edges}
+
+
+def graph_drawing(desired: GraphState, live: GraphState | None) -> dict[str, Any]:
+    """What a reviewer needs to draw the change: every node and edge, marked."""
+    live = live or GraphState()
+
+    def node_mark(node_id: str) -> str:
+        if node_id not in live.nodes:
+            return "added"
+        if node_id not in desired.nodes:
+            return "removed"
+        was, now = live.nodes[node_id], desired.nodes[node_id]
+        same = (
+            was.node_type == now.node_type
+            and was.agent == now.agent
+            and values_equal(was.config, now.config)
+        )
+        return "same" if same else "changed"
+
+    node_ids = list(desired.nodes) + [n for n in live.nodes if n not in desired.nodes]
+    nodes = []
+    for node_id in node_ids:
+        node = desired.nodes.get(node_id) or live.nodes[node_id]
+        nodes.append(
+            {
+                "id": node_id,
+                "node_type": node.node_type,
+                "agent": node.agent,
+                "mark": node_mark(node_id),
+            }
+        )
+    edges = [
+        {"source": e.source, "target": e.target, "mark": "added" if e not in live.edges else "same"}
+        for e in sorted(desired.edges)
+    ] + [
+        {"source": e.source, "target": e.target, "mark": "removed"}
+        for e in sorted(live.edges - desired.edges)
+    ]
+    return {"nodes": nodes, "edges": edges}
+
+
+def action_id(verb: str, kind: str, name: str) -> str:
+    return f"{verb}:{kind}/{name}"
+
+
+def _source(resource: Resource | None) -> str | None:
+    if resource is None:
+        return None
+    return f"{resource.source.file}:{resource.source.line}"
+
+
+@dataclass
+class _Builder:
+    desired: State
+    live: LiveSnapshot
+    options: PlanOptions
+    actions: dict[str, Action] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    unmanaged: list[Unmanaged] = field(default_factory=list)
+    # Pipeline name -> ids of actions that must finish before it is deployed.
+    pipeline_writes: dict[str, list[str]] = field(default_factory=dict)
+    # Pipeline name -> the version it will have once this plan is applied.
+    expected_versions: dict[str, int] = field(default_factory=dict)
+    changed_pipelines: set[str] = field(default_factory=set)
+
+    def add(self, action: Action) -> None:
+        self.actions[action.id] = action
+
+    # ---- agents, policies, pipelines -------------------------------------------------
+
+    def objects(self) -> None:
+        for kind in ("Agent", "Policy", "Pipeline"):
+            desired = self.desired.of_kind(kind)
+            live = self.live.state.of_kind(kind)
+            for name, want in desired.items():
+                self._object(kind, want, live.get(name))
+            for name, have in live.items():
+                if name not in desired:
+                    assert have.live_id is not None
+                    self.unmanaged.append(Unmanaged(kind=kind, name=name, live_id=have.live_id))
+
+    def _object(self, kind: str, want: ObjectState, have: ObjectState | None) -> None:
+        resource = want.resource
+        sensitive = resource.sensitive_paths if resource else frozenset()
+        depends: list[str] = []
+        if kind == "Pipeline" and want.graph is not None:
+            # A graph names agents; they must exist (created or kept) before it is written.
+            for agent in sorted(want.graph.agent_names()):
+                for verb in ("create", "update"):
+                    agent_action = action_id(verb, "Agent", agent)
+                    depends.append(agent_action)
+        if have is None:
+            create = Action(
+                id=action_id("create", kind, want.name),
+                verb="create",
+                kind=kind,
+                name=want.name,
+                summary=f"create {kind}/{want.name}",
+                changes=tuple(
+                    FieldChange(field=k, after=v, sensitive=_is_sensitive(k, sensitive))
+                    for k, v in want.fields.items()
+                ),
+                payload={"fields": {"name": want.name, **want.fields}},
+                source=_source(resource),
+            )
+            self.add(create)
+            if kind == "Pipeline":
+                self.pipeline_writes.setdefault(want.name, []).append(create.id)
+                self.changed_pipelines.add(want.name)
+                version = 1
+                assert want.graph is not None
+                if want.graph.nodes or want.graph.edges:
+                    self._graph(want, None, [*depends, create.id])
+                    version += 1
+                self.expected_versions[want.name] = version
+            return
+
+        changes = field_changes(want.fields, have.fields, sensitive)
+        if changes:
+            update = Action(
+                id=action_id("update", kind, want.name),
+                verb="update",
+                kind=kind,
+                name=want.name,
+                summary=f"update {kind}/{want.name}",
+                changes=tuple(changes),
+                live_id=have.live_id,
+                payload={"changes": {c.field: c.after for c in changes}},
+                source=_source(resource),
+            )
+            self.add(update)
+            if kind == "Pipeline":
+                self.pipeline_writes.setdefault(want.name, []).append(update.id)
+        if kind == "Pipeline":
+            version = have.version or 1
+            if changes:
+                version += 1
+                self.changed_pipelines.add(want.name)
+            assert want.graph is not None
+            if self._graph(want, have, depends):
+                version += 1
+                self.changed_pipelines.add(want.name)
+            self.expected_versions[want.name] = version
+
+    def _graph(self, want: ObjectState, have: ObjectState | None, depends: list[str]) -> bool:
+        """Plan a graph replacement if the graphs differ; True when the version will move."""
+        assert want.graph is not None
+        resource = want.resource
+        sensitive = resource.sensitive_paths if resource else frozenset()
+        node_paths = (
+            {node_id: f"nodes[{i}]" for i, node_id in enumerate(want.graph.nodes)}
+            if resource
+            else {}
+        )
+        live_graph = have.graph if have else None
+        diff = graph_diff(want.graph, live_graph, sensitive, node_paths)
+        if not diff.changes:
+            return False
+        # Rewriting the nodes of a pipeline whose fields change too is one more write; order
+        # them so the version moves predictably (fields first, then the graph).
+        update_id = action_id("update", "Pipeline", want.name)
+        after = [update_id] if update_id in self.actions else []
+        graph_action = Action(
+            id=action_id("replace-graph", "Pipeline", want.name),
+            verb="replace-graph",
+            kind="Pipeline",
+            name=want.name,
+            summary=f"replace graph of Pipeline/{want.name}",
+            changes=tuple(diff.changes),
+            depends_on=tuple(depends + after),
+            live_id=have.live_id if have else None,
+            payload={
+                "graph": graph_payload(want.graph, live_graph),
+                "graph_diff": graph_drawing(want.graph, live_graph),
+            },
+            source=_source(resource),
+        )
+        self.add(graph_action)
+        self.pipeline_writes.setdefault(want.name, []).append(graph_action.id)
+        return diff.behavioural
+
+    # ---- deployments -----------------------------------------------------------------
+
+    def deployments(self) -> None:
+        specs = self.desired.deployment_specs
+        targets: dict[str, int | None] = {}
+
+        def target_version(key: str) -> int | None:
+            if key in targets:
+                return targets[key]
+            targets[key] = None  # cycle guard; validation forbids cycles anyway
+            spec = _deployment_spec(specs[key])
+            if spec.promote_from is not None:
+                source_key = f"{spec.pipeline}/{spec.promote_from}"
+                result = target_version(source_key) if source_key in specs else None
+            elif isinstance(spec.version, int):
+                result = spec.version
+            else:
+                result = self._pipeline_version(spec.pipeline)
+            targets[key] = result
+            return result
+
+        # Walk environments in order so a promotion's source is planned first.
+        order: dict[str, int] = {env: index for index, env in enumerate(ENVIRONMENTS)}
+        for key in sorted(specs, key=lambda k: (order.get(k.split("/")[-1], 9), k)):
+            resource = specs[key]
+            spec = _deployment_spec(resource)
+            slot = self.live.state.deployments.get(key) or DeploymentSlot(
+                pipeline=spec.pipeline, environment=spec.environment
+            )
+            self._deployment(resource, spec, slot, target_version(key))
+
+        for key, slot in sorted(self.live.state.deployments.items()):
+            if key in specs or not slot.running_ids:
+                continue
+            self.unmanaged.append(
+                Unmanaged(
+                    kind="Deployment", name=key, live_id=slot.active_id or slot.running_ids[0]
+                )
+            )
+
+    def _pipeline_version(self, pipeline: str) -> int | None:
+        if pipeline in self.expected_versions:
+            return self.expected_versions[pipeline]
+        have = self.live.state.of_kind("Pipeline").get(pipeline)
+        return have.version if have else None
+
+    def _deployment(
+        self, resource: Resource, spec: DeploymentSpec, slot: DeploymentSlot, target: int | None
+    ) -> None:
+        label = f"{spec.pipeline}: {spec.environment}"
+        current = slot.in_flight_version if slot.in_flight_id else slot.active_version
+        source = _source(resource)
+        if target is not None and current == target:
+            return
+        before = f"v{current}" if current is not None else "(none)"
+        after = f"v{target}" if target is not None else "(new version)"
+        base = {
+            "pipeline": spec.pipeline,
+            "environment": spec.environment,
+            "expected_version": target,
+            "deployment": resource.name,
+        }
+        changes = (FieldChange(field="pipeline_version", before=current, after=target),)
+        slot_id = spec.environment
+        if spec.promote_from is not None:
+            source_key = f"{spec.pipeline}/{spec.promote_from}"
+            depends = tuple(a for a in self._slot_action_ids(source_key) if a in self.actions)
+            self.add(
+                Action(
+                    id=action_id("promote", "Deployment", f"{spec.pipeline}/{slot_id}"),
+                    verb="promote",
+                    kind="Deployment",
+                    name=f"{spec.pipeline}/{spec.environment}",
+                    summary=f"{label} {before} → {after} (promote from {spec.promote_from})",
+                    changes=changes,
+                    depends_on=depends + tuple(self.pipeline_writes.get(spec.pipeline, [])),
+                    payload={**base, "source_environment": spec.promote_from},
+                    source=source,
+                )
+            )
+            return
+        if isinstance(spec.version, int):
+            if slot.active_id is not None and slot.replaced_version == target:
+                production = spec.environment == PRODUCTION
+                self.add(
+                    Action(
+                        id=action_id("rollback", "Deployment", f"{spec.pipeline}/{slot_id}"),
+                        verb="rollback",
+                        kind="Deployment",
+                        name=f"{spec.pipeline}/{spec.environment}",
+                        summary=f"{label} {before} → {after} (rollback)",
+                        changes=changes,
+                        depends_on=tuple(self.pipeline_writes.get(spec.pipeline, [])),
+                        live_id=slot.active_id,
+                        payload=base,
+                        requires_flag=ALLOW_PRODUCTION_ROLLBACK if production else None,
+                        warnings=(
+                            ("rolls back production: apply needs " + ALLOW_PRODUCTION_ROLLBACK,)
+                            if production
+                            else ()
+                        ),
+                        source=source,
+                    )
+                )
+                return
+            if slot.active_id is None and self._pipeline_version(spec.pipeline) == target:
+                self._deploy(resource, spec, label, before, after, base, changes)
+                return
+            reachable = []
+            if slot.replaced_version is not None and slot.active_id is not None:
+                reachable.append(f"v{slot.replaced_version} by rollback")
+            latest = self._pipeline_version(spec.pipeline)
+            if latest is not None:
+                reachable.append(f"v{latest} with `version: latest`")
+            where = resource.location_of("version")
+            self.errors.append(
+                f"{where}: Deployment/{resource.name}: version: v{target} is not reachable: "
+                f"{spec.environment} runs {before}; reachable: "
+                f"{', '.join(reachable) or 'nothing'} (promote_from reaches what an earlier "
+                "environment runs)"
+            )
+            return
+        self._deploy(resource, spec, label, before, after, base, changes)
+
+    def _deploy(
+        self,
+        resource: Resource,
+        spec: DeploymentSpec,
+        label: str,
+        before: str,
+        after: str,
+        base: dict[str, Any],
+        changes: tuple[FieldChange, ...],
+    ) -> None:
+        warnings: tuple[str, ...] = ()
+        if spec.environment == PRODUCTION and spec.pipeline in self.changed_pipelines:
+            warnings = (
+                "deploys a pipeline change straight to production, not by promotion "
+                "(consider `promote_from: staging`)",
+            )
+        self.add(
+            Action(
+                id=action_id("deploy", "Deployment", f"{spec.pipeline}/{spec.environment}"),
+                verb="deploy",
+                kind="Deployment",
+                name=f"{spec.pipeline}/{spec.environment}",
+                summary=f"{label} {before} → {after} (deploy)",
+                changes=changes,
+                depends_on=tuple(self.pipeline_writes.get(spec.pipeline, [])),
+                payload=base,
+                warnings=warnings,
+                source=_source(resource),
+            )
+        )
+
+    def _slot_action_ids(self, key: str) -> list[str]:
+        return [action_id(verb, "Deployment", key) for verb in ("deploy", "promote", "rollback")]
+
+    # ---- prune -----------------------------------------------------------------------
+
+    def prune(self) -> None:
+        if not self.options.prune:
+            return
+        slot_deletes: dict[str, list[str]] = {}
+        for item in self.unmanaged:
+            if item.kind != "Deployment":
+                continue
+            slot = self.live.state.deployments[item.name]
+            production = slot.environment == PRODUCTION
+            delete = Action(
+                id=action_id("delete", "Deployment", item.name),
+                verb="delete",
+                kind="Deployment",
+                name=item.name,
+                summary=f"undeploy {item.name} (v{slot.active_version})"
+                if slot.active_version is not None
+                else f"undeploy {item.name}",
+                live_id=item.live_id,
+                payload={"deployment_ids": list(slot.running_ids)},
+                requires_flag=ALLOW_PRODUCTION_DELETE if production else None,
+                warnings=(
+                    ("undeploys production: apply needs " + ALLOW_PRODUCTION_DELETE,)
+                    if production
+                    else ()
+                ),
+            )
+            self.add(delete)
+            slot_deletes.setdefault(slot.pipeline, []).append(delete.id)
+
+        live_pipelines = self.live.state.of_kind("Pipeline")
+        # agent name -> actions that must finish before it can be deleted
+        agent_holders: dict[str, list[str]] = {}
+        for name, pipeline in live_pipelines.items():
+            if pipeline.graph is None:
+                continue
+            for agent in pipeline.graph.agent_names():
+                if name not in self.desired.of_kind("Pipeline"):
+                    agent_holders.setdefault(agent, []).append(
+                        action_id("delete", "Pipeline", name)
+                    )
+                else:
+                    agent_holders.setdefault(agent, []).append(
+                        action_id("replace-graph", "Pipeline", name)
+                    )
+
+        for item in self.unmanaged:
+            if item.kind not in ("Pipeline", "Agent", "Policy"):
+                continue
+            depends: list[str] = []
+            if item.kind == "Pipeline":
+                depends = slot_deletes.get(item.name, [])
+            elif item.kind == "Agent":
+                depends = agent_holders.get(item.name, [])
+            self.add(
+                Action(
+                    id=action_id("delete", item.kind, item.name),
+                    verb="delete",
+                    kind=item.kind,
+                    name=item.name,
+                    summary=f"delete {item.kind}/{item.name}",
+                    depends_on=tuple(depends),
+                    live_id=item.live_id,
+                )
+            )
+
+    def refuse_delete_all(self) -> None:
+        if self.options.allow_delete_all:
+            return
+        for kind in KINDS:
+            deletes = [a for a in self.actions.values() if a.verb == "delete" and a.kind == kind]
+            if kind == "Deployment":
+                live_count = sum(1 for s in self.live.state.deployments.values() if s.running_ids)
+            else:
+                live_count = len(self.live.state.of_kind(kind))
+            if deletes and len(deletes) == live_count:
+                self.errors.append(
+                    f"the plan would delete every {kind} on the server ({live_count}); "
+                    "if the manifest path is right, confirm with --allow-delete-all"
+                )
+
+    def finish(self) -> Plan:
+        if self.errors:
+            raise PlanError("\n".join(self.errors))
+        # Keep only dependencies on actions that are in the plan.
+        actions = [
+            action.model_copy(
+                update={"depends_on": tuple(d for d in action.depends_on if d in self.actions)}
+            )
+            for action in self.actions.values()
+        ]
+        actions = _filter_targets(actions, self.options.targets)
+        unmanaged = [
+            u for u in self.unmanaged if not (self.options.prune and _is_pruned(u, actions))
+        ]
+        return Plan(
+            actions=tuple(_ordered(actions)),
+            unmanaged=tuple(sorted(unmanaged, key=lambda u: (u.kind, u.name))),
+            warnings=tuple(self.warnings),
+            prune=self.options.prune,
+        )
+
+
+def _is_pruned(item: Unmanaged, actions: Iterable[Action]) -> bool:
+    return any(a.verb == "delete" and a.kind == item.kind and a.name == item.name for a in actions)
+
+
+def _deployment_spec(resource: Resource) -> DeploymentSpec:
+    spec = resource.spec
+    assert isinstance(spec, DeploymentSpec)
+    return spec
+
+
+def _filter_targets(actions: list[Action], targets: frozenset[str]) -> list[Action]:
+    """Keep the targeted resources' actions and everything they depend on (Terraform's -target)."""
+    if not targets:
+        return actions
+    by_id = {a.id: a for a in actions}
+    keep: set[str] = set()
+    stack = [a.id for a in actions if a.ref in targets or _deployment_label(a) in targets]
+    while stack:
+        current = stack.pop()
+        if current in keep:
+            continue
+        keep.add(current)
+        stack.extend(by_id[current].depends_on)
+    return [
+        a.model_copy(update={"depends_on": tuple(d for d in a.depends_on if d in keep)})
+        for a in actions
+        if a.id in keep
+    ]
+
+
+def _deployment_label(action: Action) -> str:
+    name = action.payload.get("deployment")
+    return f"Deployment/{name}" if name else ""
+
+
+def _ordered(actions: list[Action]) -> list[Action]:
+    """Deletes first (they are what a reviewer must see first), then by dependency depth."""
+    by_id = {a.id: a for a in actions}
+    depth: dict[str, int] = {}
+
+    def depth_of(action_id_: str, trail: frozenset[str] = frozenset()) -> int:
+        if action_id_ in depth:
+            return depth[action_id_]
+        if action_id_ in trail:
+            return 0
+        deps = by_id[action_id_].depends_on
+        value = 1 + max((depth_of(d, trail | {action_id_}) for d in deps), default=-1)
+        depth[action_id_] = value
+        return value
+
+    return sorted(actions, key=lambda a: (a.verb != "delete", depth_of(a.id), a.kind, a.name))
+
+
+def build_plan(desired: State, live: LiveSnapshot, options: PlanOptions | None = None) -> Plan:
+    builder = _Builder(desired, live, options or PlanOptions())
+    builder.objects()
+    builder.deployments()
+    builder.prune()
+    builder.refuse_delete_all()
+    return builder.finish()

@@ -1,0 +1,91 @@
+"""The plan is a value: a frozen model that ``plan`` builds, renders and saves,
+and that ``apply`` executes. Building it has no side effects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PLAN_FORMAT_VERSION = 1
+
+Verb = Literal["create", "update", "delete", "replace-graph", "deploy", "promote", "rollback"]
+
+# Terraform's symbols: how each verb is drawn.
+VERB_SYMBOLS: dict[str, str] = {
+    "create": "+",
+    "update": "~",
+    "delete": "-",
+    "replace-graph": "~",
+    "deploy": "»",
+    "promote": "»",
+    "rollback": "«",
+}
+
+
+class PlanModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FieldChange(PlanModel):
+    """One field of one resource, before → after. ``sensitive`` values are never shown."""
+
+    field: str
+    before: Any = None
+    after: Any = None
+    sensitive: bool = False
+
+
+class Action(PlanModel):
+    id: str
+    verb: Verb
+    kind: str
+    name: str
+    summary: str
+    changes: tuple[FieldChange, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    live_id: str | None = None
+    # What the executor sends, with references still by name (resolved at apply time).
+    payload: dict[str, Any] = Field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    # A flag apply must be given before it runs this action (e.g. a production rollback).
+    requires_flag: str | None = None
+    # Where the manifest behind this action was written ("file:line"), if any.
+    source: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+class Unmanaged(PlanModel):
+    """A live resource no manifest describes: listed, not a change (unless pruned)."""
+
+    kind: str
+    name: str
+    live_id: str
+
+
+class Plan(PlanModel):
+    format_version: int = PLAN_FORMAT_VERSION
+    actions: tuple[Action, ...] = ()
+    unmanaged: tuple[Unmanaged, ...] = ()
+    warnings: tuple[str, ...] = ()
+    prune: bool = False
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actions)
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for action in self.actions:
+            counts[action.verb] = counts.get(action.verb, 0) + 1
+        return counts
+
+    def action(self, action_id: str) -> Action:
+        for action in self.actions:
+            if action.id == action_id:
+                return action
+        raise KeyError(action_id)

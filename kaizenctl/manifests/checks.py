@@ -69,8 +69,9 @@ def pipeline_graph(spec: Spec) -> list[Problem]:
         else:
             first_index[node.id] = index
         if node.node_type in NODE_TYPES_NEEDING_AN_AGENT and node.agent is None:
+            article = "an" if node.node_type[0] in "aeiou" else "a"
             problems.append(
-                (f"nodes[{index}].agent", f"a {node.node_type} node must name an agent")
+                (f"nodes[{index}].agent", f"{article} {node.node_type} node must name an agent")
             )
     seen_edges: dict[tuple[str, str, str | None, str | None], int] = {}
     for index, edge in enumerate(spec.edges):

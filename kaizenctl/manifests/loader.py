@@ -342,14 +342,14 @@ def _check_set(
     problems: _Problems,
 ) -> None:
     """Duplicates, references and the kinds' set-wide checks."""
-    first_by_identity: dict[tuple[str, str], Resource] = {}
-    first_by_name: dict[tuple[str, str], Resource] = {}
+    first_by_identity: dict[tuple[str, str], _Loaded] = {}
+    first_by_name: dict[tuple[str, str], _Loaded] = {}
     for item in loaded:
         resource = item.resource
         info = KINDS[resource.kind]
         identity = info.identity(resource)
-        first = first_by_identity.setdefault((resource.kind, identity), resource)
-        if first is not resource:
+        first = first_by_identity.setdefault((resource.kind, identity), item)
+        if first is not item:
             what = (
                 f"another {resource.kind} for the same {info.identity_label} ({identity})"
                 if info.identity_label
@@ -359,17 +359,17 @@ def _check_set(
                 item.name_location,
                 resource.ref,
                 "metadata.name",
-                f"{what}; first at {first.source}",
+                f"{what}; first at {first.name_location}",
             )
             continue
         # Kinds identified otherwise (Deployment) still need unique names: `get` looks them up.
-        first = first_by_name.setdefault((resource.kind, resource.name), resource)
-        if first is not resource:
+        first = first_by_name.setdefault((resource.kind, resource.name), item)
+        if first is not item:
             problems.add(
                 item.name_location,
                 resource.ref,
                 "metadata.name",
-                f"duplicate {resource.kind} name '{resource.name}'; first at {first.source}",
+                f"duplicate {resource.kind} name '{resource.name}'; first at {first.name_location}",
             )
 
     names_by_kind: dict[str, list[str]] = {}

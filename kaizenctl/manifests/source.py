@@ -37,6 +37,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 # The C loader is ~10x faster; the pure-Python one behaves the same, only slower.
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+_YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 _STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
@@ -98,6 +99,11 @@ class _Refused(Exception):
     """A document passes a safety limit; it is refused whole."""
 
 
+def _short_tag(tag: str) -> str:
+    """A tag as a person writes it: ``!!python/object`` rather than the resolved URI."""
+    return "!!" + tag.removeprefix(_YAML_TAG_PREFIX) if tag.startswith(_YAML_TAG_PREFIX) else tag
+
+
 def _mark(file: str, node: Node, *, end: bool = False) -> SourceLocation:
     mark = node.end_mark if end else node.start_mark
     return SourceLocation(file, mark.line + 1, mark.column + 1)
@@ -142,7 +148,7 @@ class _DocumentBuilder:
             if isinstance(node, SequenceNode):
                 self.document.locations[path] = location
                 if node.tag != _SEQ_TAG:
-                    self._problem(location, path, f"unsupported YAML tag '{node.tag}'")
+                    self._problem(location, path, f"unsupported YAML tag '{_short_tag(node.tag)}'")
                 return [
                     self._value(child, f"{path}[{index}]", depth + 1, substitute=substitute)
                     for index, child in enumerate(node.value)
@@ -162,7 +168,7 @@ class _DocumentBuilder:
         substitute: bool,
     ) -> dict[Any, Any]:
         if node.tag != _MAP_TAG:
-            self._problem(location, path, f"unsupported YAML tag '{node.tag}'")
+            self._problem(location, path, f"unsupported YAML tag '{_short_tag(node.tag)}'")
         result: dict[Any, Any] = {}
         # Merge keys (`<<: *defaults`) first, so the mapping's own keys override them.
         for key_node, value_node in node.value:
@@ -215,7 +221,7 @@ class _DocumentBuilder:
                 return self._substitute(node, path, location)
             return node.value
         if node.tag not in _SCALAR_TAGS:
-            self._problem(location, path, f"unsupported YAML tag '{node.tag}'")
+            self._problem(location, path, f"unsupported YAML tag '{_short_tag(node.tag)}'")
             return node.value
         try:
             return _constructor.construct_object(node)
@@ -390,7 +396,9 @@ def _yaml_problem(display: str, text: str, error: yaml.YAMLError) -> SourceProbl
     if isinstance(error, yaml.MarkedYAMLError):
         message = f"invalid YAML: {error.problem}"
         if error.context:
-            message += f" ({error.context})"
+            context_mark = error.context_mark
+            started = f" started at line {context_mark.line + 1}" if context_mark else ""
+            message += f" ({error.context}{started})"
         location = (
             SourceLocation(display, mark.line + 1, mark.column + 1)
             if mark is not None

@@ -103,8 +103,6 @@ def _plan_text(plan: Plan, color: bool) -> str:
                 lines.append(_style(f"      {change_symbol} {text}", change_symbol, color))
             for warning in action.warnings:
                 lines.append(_style(f"      ! {warning}", "~", color))
-            if action.depends_on:
-                lines.append(f"      after: {', '.join(action.depends_on)}")
         lines.append("")
     if plan.unmanaged:
         hint = "" if plan.prune else "; --prune deletes them"

@@ -1,0 +1,283 @@
+"""Retries against the in-memory fake: 429s, 5xx, resets, and creates that must not duplicate."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from api_fake import FakeKaizen, Fault
+from conftest import FakeClock, with_api
+
+from kaizenctl.api.contract_v1 import ContractV1Api
+from kaizenctl.api.errors import (
+    DuplicateNameError,
+    NotFoundError,
+    OutcomeUnknownError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+)
+from kaizenctl.api.models import Agent
+from kaizenctl.api.retry import Disposition, RetryPolicy, classify_status, parse_retry_after
+
+AGENT = {"name": "triage", "system_prompt": "p", "provider": "openai", "model": "m"}
+
+
+def _seed_agents(fake: FakeKaizen, count: int) -> None:
+    for n in range(count):
+        fake.agents[f"a-{n:03d}"] = {
+            "id": f"a-{n:03d}",
+            "name": f"agent-{n:03d}",
+            "system_prompt": "p",
+            "provider": "openai",
+            "model": "m",
+        }
+
+
+def test_a_429_at_request_n_is_waited_out_for_retry_after(
+    fake: FakeKaizen, policy: RetryPolicy, clock: FakeClock
+) -> None:
+    _seed_agents(fake, 1)
+    fake.add_fault("GET", "/agents/a-000", Fault("answer", 429, {"Retry-After": "3"}))
+
+    async def scenario(api: ContractV1Api) -> Agent:
+        await api.agents.list_all()  # request 1 passes
+        return await api.agents.get("a-000")  # request 2 meets the 429
+
+    agent = with_api(fake, policy, scenario)
+    assert agent.name == "agent-000"
+    assert clock.sleeps == [3.0]
+    assert fake.count("GET", "/agents/a-000") == 2
+
+
+def test_retry_after_is_capped_and_a_server_that_never_relents_is_an_error(
+    fake: FakeKaizen, clock: FakeClock
+) -> None:
+    policy = RetryPolicy(
+        sleep=clock.sleep, clock=clock, retry_after_cap=5, total_budget=12, max_attempts=50
+    )
+    fake.add_fault("GET", "/agents", Fault("answer", 429, {"Retry-After": "3600"}), times=99)
+
+    with pytest.raises(RateLimitedError) as caught:
+        with_api(fake, policy, lambda api: api.agents.list_all())
+    assert clock.sleeps == [5.0, 5.0]  # capped, and a third wait would pass the 12 s budget
+    message = str(caught.value)
+    assert "GET /api/v1/agents answered 429" in message
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_a_get_meeting_a_gateway_error_backs_off_and_retries(
+    status: int, fake: FakeKaizen, policy: RetryPolicy, clock: FakeClock
+) -> None:
+    fake.add_fault("GET", "/agents", Fault("answer", status), times=3)
+    assert with_api(fake, policy, lambda api: api.agents.list_all()) == []
+    # exponential, jitter pinned to the middle of [ceiling/2, ceiling]
+    assert clock.sleeps == pytest.approx([0.075, 0.15, 0.3])
+
+
+def test_a_500_is_not_retried(fake: FakeKaizen, policy: RetryPolicy, clock: FakeClock) -> None:
+    fake.add_fault("GET", "/agents", Fault("answer", 500, detail="boom"))
+    with pytest.raises(ServerError, match="GET /api/v1/agents answered 500: boom"):
+        with_api(fake, policy, lambda api: api.agents.list_all())
+    assert clock.sleeps == []
+
+
+def test_a_get_whose_answer_is_lost_is_sent_again(fake: FakeKaizen, policy: RetryPolicy) -> None:
+    fake.add_fault("GET", "/agents", Fault("reset_after_commit"), times=2)
+    assert with_api(fake, policy, lambda api: api.agents.list_all()) == []
+    assert fake.count("GET", "/agents") == 3
+
+
+def test_connection_errors_that_never_stop_become_a_transport_error(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    fake.add_fault("GET", "/agents", Fault("connect_error"), times=99)
+    with pytest.raises(TransportError, match="cannot connect"):
+        with_api(fake, policy, lambda api: api.agents.list_all())
+    assert fake.count("GET", "/agents") == policy.max_attempts
+
+
+def test_a_connection_reset_after_a_committed_create_makes_no_duplicate(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    fake.add_fault("POST", "/agents", Fault("reset_after_commit"))
+    agent = with_api(fake, policy, lambda api: api.agents.create(dict(AGENT)))
+    assert agent.name == "triage"
+    assert [a["name"] for a in fake.agents.values()] == ["triage"]
+    assert fake.count("POST", "/agents") == 1  # looked up, not re-posted
+
+
+def test_a_create_lost_before_the_server_saw_it_is_sent_again_after_looking(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    fake.add_fault("POST", "/agents", Fault("reset_before"))
+    agent = with_api(fake, policy, lambda api: api.agents.create(dict(AGENT)))
+    assert agent.name == "triage"
+    assert len(fake.agents) == 1
+    assert fake.count("POST", "/agents") == 2
+    lookups = [r for r in fake.requests if r.method == "GET" and r.url.params.get("search")]
+    assert len(lookups) == 1
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_create_behind_a_gateway_error_is_looked_up_not_reposted(
+    status: int, fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    # The fake answers the fault *instead of* processing; pre-create to play "it did commit".
+    fake.agents["a-x"] = {"id": "a-x", **AGENT}
+    fake.add_fault("POST", "/agents", Fault("answer", status))
+    agent = with_api(fake, policy, lambda api: api.agents.create(dict(AGENT)))
+    assert agent.id == "a-x"
+    assert fake.count("POST", "/agents") == 1
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_create_refused_with_429_or_503_is_simply_resent(
+    status: int, fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    fake.add_fault("POST", "/agents", Fault("answer", status, {"Retry-After": "1"}))
+    with_api(fake, policy, lambda api: api.agents.create(dict(AGENT)))
+    assert fake.count("POST", "/agents") == 2
+    assert len(fake.agents) == 1
+    assert not [r for r in fake.requests if r.url.params.get("search")]
+
+
+def test_a_lost_create_found_twice_by_name_refuses_to_guess(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    fake.agents["a-1"] = {"id": "a-1", **AGENT}
+    fake.agents["a-2"] = {"id": "a-2", **AGENT}
+    fake.add_fault("POST", "/agents", Fault("answer", 502))
+    with pytest.raises(DuplicateNameError, match="a-1, a-2"):
+        with_api(fake, policy, lambda api: api.agents.create(dict(AGENT)))
+
+
+def test_a_delete_whose_answer_was_lost_counts_404_on_retry_as_done(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    _seed_agents(fake, 1)
+    fake.add_fault("DELETE", "/agents/a-000", Fault("reset_after_commit"))
+    with_api(fake, policy, lambda api: api.agents.delete("a-000"))
+    assert fake.agents == {}
+    assert fake.count("DELETE", "/agents/a-000") == 2
+
+
+def test_a_delete_of_something_missing_is_still_not_found(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    with pytest.raises(NotFoundError, match="DELETE /api/v1/agents/nope answered 404"):
+        with_api(fake, policy, lambda api: api.agents.delete("nope"))
+
+
+def test_a_lost_agent_version_answer_is_resolved_from_the_versions_list(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    _seed_agents(fake, 1)
+    fake.versions["a-000"] = [{"id": "v-0", "agent_id": "a-000", "version": 1, "snapshot": {}}]
+    fake.add_fault("POST", "/agents/a-000/versions", Fault("reset_after_commit"))
+    version = with_api(fake, policy, lambda api: api.agents.create_version("a-000"))
+    assert version.version == 2
+    assert len(fake.versions["a-000"]) == 2
+
+
+def _seed_pipeline(fake: FakeKaizen, version: int = 3) -> None:
+    fake.pipelines["p-1"] = {
+        "id": "p-1",
+        "name": "support",
+        "pattern": "sequential",
+        "version": version,
+    }
+
+
+def test_a_lost_deploy_answer_is_found_in_the_deployments_list(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    _seed_pipeline(fake)
+    fake.add_fault("POST", "/deployments", Fault("reset_after_commit"))
+    deployment = with_api(fake, policy, lambda api: api.deployments.deploy("p-1", "staging"))
+    assert deployment.pipeline_version == 3
+    assert len(fake.deployments) == 1
+    assert fake.count("POST", "/deployments") == 1
+
+
+def test_a_lost_deploy_that_never_landed_is_sent_again_once(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    _seed_pipeline(fake)
+    # An older deployment of the same pair must not be taken for ours.
+    fake._new_deployment("p-1", "staging", 3)
+    fake.add_fault("POST", "/deployments", Fault("reset_before"))
+    deployment = with_api(fake, policy, lambda api: api.deployments.deploy("p-1", "staging"))
+    assert len(fake.deployments) == 2
+    assert fake.count("POST", "/deployments") == 2
+    assert deployment.id in fake.deployments
+
+
+def test_a_lost_promote_answer_is_matched_on_the_sources_version(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    _seed_pipeline(fake, version=7)
+    source = fake._new_deployment("p-1", "staging", 5).json()
+    fake.add_fault("POST", f"/deployments/{source['id']}/promote", Fault("reset_after_commit"))
+    promoted = with_api(
+        fake, policy, lambda api: api.deployments.promote(source["id"], "production")
+    )
+    assert (promoted.environment, promoted.pipeline_version) == ("production", 5)
+    assert len(fake.deployments) == 2
+
+
+def test_a_lost_rollback_answer_is_found_not_repeated(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    _seed_pipeline(fake)
+    source = fake._new_deployment("p-1", "staging", 3).json()
+    fake.add_fault("POST", f"/deployments/{source['id']}/rollback", Fault("reset_after_commit"))
+    rolled = with_api(fake, policy, lambda api: api.deployments.rollback(source["id"]))
+    assert rolled.pipeline_version == 1
+    assert len(fake.deployments) == 2
+    assert fake.count("POST", f"/deployments/{source['id']}/rollback") == 1
+
+
+def test_a_lost_create_answer_exhausting_the_budget_says_it_may_have_happened(
+    fake: FakeKaizen, clock: FakeClock
+) -> None:
+    policy = RetryPolicy(sleep=clock.sleep, clock=clock, max_attempts=2)
+    fake.add_fault("POST", "/agents", Fault("reset_before"), times=5)
+    with pytest.raises(OutcomeUnknownError, match="may have taken effect"):
+        with_api(fake, policy, lambda api: api.agents.create(dict(AGENT)))
+
+
+def test_retry_rules_in_one_table() -> None:
+    assert classify_status(429) is Disposition.RESEND
+    assert classify_status(503) is Disposition.RESEND
+    assert classify_status(502) is Disposition.MAYBE_DONE
+    assert classify_status(504) is Disposition.MAYBE_DONE
+    for status in (200, 400, 401, 404, 409, 422, 500):
+        assert classify_status(status) is Disposition.DONE
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after("-4") == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+
+
+def test_an_httpx_error_outside_the_transport_family_is_still_ours(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    def boom(request: httpx.Request) -> httpx.Response:
+        raise httpx.TooManyRedirects("loop", request=request)
+
+    async def scenario(api: ContractV1Api) -> object:
+        return await api.agents.list_all()
+
+    from conftest import run, token_settings
+
+    from kaizenctl.api.connect import connect_v1
+
+    async def main() -> None:
+        api = await connect_v1(token_settings(), transport=httpx.MockTransport(boom), policy=policy)
+        try:
+            await scenario(api)
+        finally:
+            await api.aclose()
+
+    with pytest.raises(TransportError):
+        run(main())

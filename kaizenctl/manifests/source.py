@@ -39,6 +39,7 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 _STR_TAG = "tag:yaml.org,2002:str"
+_NULL_TAG = "tag:yaml.org,2002:null"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -308,13 +309,13 @@ def expand_paths(paths: Sequence[str]) -> tuple[list[str], list[SourceProblem]]:
                 and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
             )
             if not found:
-                problems.append(SourceProblem(None, path, f"{path}: no *.yaml or *.yml files"))
+                problems.append(SourceProblem(None, "", f"{path}: no *.yaml or *.yml files"))
             for name in found:
                 add(name, os.path.realpath(name))
         elif os.path.exists(path):
             add(path, os.path.realpath(path))
         else:
-            problems.append(SourceProblem(None, path, f"{path}: no such file or folder"))
+            problems.append(SourceProblem(None, "", f"{path}: no such file or folder"))
     return files, problems
 
 
@@ -368,7 +369,10 @@ def parse_documents(
     """Every non-empty document of ``text``; a YAML error ends the file with one problem."""
     try:
         for node in yaml.compose_all(text, Loader=_Loader):
-            if node is None:
+            # `---` followed by nothing (or only comments) is an empty document, not a manifest.
+            if node is None or (
+                isinstance(node, ScalarNode) and node.tag == _NULL_TAG and node.value == ""
+            ):
                 continue
             builder = _DocumentBuilder(display, environ)
             try:
@@ -397,7 +401,12 @@ def _yaml_problem(display: str, text: str, error: yaml.YAMLError) -> SourceProbl
         message = f"invalid YAML: {error.problem}"
         if error.context:
             context_mark = error.context_mark
-            started = f" started at line {context_mark.line + 1}" if context_mark else ""
+            # libyaml often puts the context mark at the problem itself; only say it if earlier.
+            started = (
+                f" started at line {context_mark.line + 1}"
+                if context_mark is not None and mark is not None and context_mark.line < mark.line
+                else ""
+            )
             message += f" ({error.context}{started})"
         location = (
             SourceLocation(display, mark.line + 1, mark.column + 1)

@@ -381,6 +381,13 @@ def parse_documents(
                 yield SourceProblem(_mark(display, node), "", str(refused))
     except yaml.YAMLError as error:
         yield _yaml_problem(display, text, error)
+    except RecursionError:
+        # Only the pure-Python composer recurses per level; libyaml stops at 1000 itself.
+        yield SourceProblem(
+            SourceLocation(display, 1, 1),
+            "",
+            f"file refused: nested deeper than {MAX_DEPTH} levels",
+        )
 
 
 def _yaml_problem(display: str, text: str, error: yaml.YAMLError) -> SourceProblem:

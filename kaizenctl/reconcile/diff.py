@@ -54,7 +54,6 @@ def values_equal(before: Any, after: Any) -> bool:
         after,
         ignore_numeric_type_changes=True,
         math_epsilon=FLOAT_TOLERANCE,
-        verbose_level=0,
     )
 
 

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 from api_fake import PASSWORD, FakeKaizen, Fault
-from conftest import FakeClock, password_settings, run, token_settings, with_api
+from api_helpers import FakeClock, password_settings, run, token_settings, with_api
 
 from kaizenctl.api.connect import connect_v1, open_api
 from kaizenctl.api.contract_v1 import ContractV1Api

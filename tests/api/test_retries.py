@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from api_fake import FakeKaizen, Fault
-from conftest import FakeClock, with_api
+from api_helpers import FakeClock, with_api
 
 from kaizenctl.api.contract_v1 import ContractV1Api
 from kaizenctl.api.errors import (
@@ -268,7 +268,7 @@ def test_an_httpx_error_outside_the_transport_family_is_still_ours(
     async def scenario(api: ContractV1Api) -> object:
         return await api.agents.list_all()
 
-    from conftest import run, token_settings
+    from api_helpers import run, token_settings
 
     from kaizenctl.api.connect import connect_v1
 

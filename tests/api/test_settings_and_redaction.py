@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 import pytest
 from api_fake import EMAIL, PASSWORD, FakeKaizen, Fault
+from api_helpers import password_settings, token_settings, with_api
 from click.testing import CliRunner
-from conftest import password_settings, token_settings, with_api
 
 from kaizenctl.api.contract_v1 import ContractV1Api
 from kaizenctl.api.errors import ApiError, ConflictError

@@ -239,7 +239,8 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         version="1.0.0",
         description=(
             "The reference implementation of the Kaizen Studio API contract. Deployments "
-            f"of a pipeline whose config has `{FAILURE_FLAG}: true` (or whose deployment "
+            f"of a pipeline whose config has `{FAILURE_FLAG}: true` (or a list of the "
+            'environments that fail, e.g. `["staging"]`; or whose deployment '
             "config has it) end `failed`, with an error-level log line saying why."
         ),
         redirect_slashes=False,
@@ -802,8 +803,12 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
                 conn, old["id"], "warn", f"Cancelled: superseded by deployment {deployment_id}", now
             )
         fail_reason = None
-        if json.loads(pipeline["config"]).get(FAILURE_FLAG) is True:
-            fail_reason = f"pipeline config has {FAILURE_FLAG}: true"
+        pipeline_flag = json.loads(pipeline["config"]).get(FAILURE_FLAG)
+        # true fails every environment; a list of environment names fails only those.
+        if pipeline_flag is True or (
+            isinstance(pipeline_flag, list) and environment in pipeline_flag
+        ):
+            fail_reason = f"pipeline config has {FAILURE_FLAG}: {json.dumps(pipeline_flag)}"
         elif config.get(FAILURE_FLAG) is True:
             fail_reason = f"deployment config has {FAILURE_FLAG}: true"
         stamp = iso(now)

@@ -1,0 +1,273 @@
+"""Table tests for the pure parts: comparison, layout, order, rendering."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kaizenctl.manifests.loader import load_manifests
+from kaizenctl.reconcile.diff import PlanOptions, build_plan, values_equal
+from kaizenctl.reconcile.layout import layered_positions
+from kaizenctl.reconcile.live import LiveSnapshot
+from kaizenctl.reconcile.plan import Action, FieldChange, Plan
+from kaizenctl.reconcile.state import (
+    DeploymentSlot,
+    EdgeKey,
+    GraphState,
+    NodeState,
+    ObjectState,
+    State,
+    desired_state,
+)
+from kaizenctl.redact import MASK
+from kaizenctl.render import render_plan
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "manifests"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "equal"),
+    [
+        (0.7, 0.7, True),
+        (1, 1.0, True),
+        (0.7, 0.70000001, True),  # a server that rounds
+        (0.1, 0.5, False),
+        ("a", "b", False),
+        (None, 0, False),
+        (None, None, True),
+        ({"a": 1, "b": [1, 2]}, {"b": [1, 2], "a": 1.0}, True),
+        ({"a": 1}, {"a": 2}, False),
+        ([1, 2], [2, 1], False),  # lists keep order; sets are sorted before comparing
+        ({"a": {"b": None}}, {"a": {}}, False),
+    ],
+)
+def test_values_equal(before: Any, after: Any, equal: bool) -> None:
+    assert values_equal(before, after) is equal
+
+
+@pytest.mark.parametrize(
+    ("nodes", "edges", "columns"),
+    [
+        (["a", "b", "c"], [("a", "b"), ("b", "c")], {"a": 0, "b": 1, "c": 2}),
+        (["a", "b", "c"], [("a", "c"), ("b", "c")], {"a": 0, "b": 0, "c": 1}),
+        # A supervisor loop: the cycle is broken where it was entered.
+        (["lead", "w"], [("lead", "w"), ("w", "lead")], {"lead": 0, "w": 1}),
+        (["x"], [("x", "x")], {"x": 0}),
+        (["a", "b"], [], {"a": 0, "b": 0}),
+    ],
+)
+def test_layered_positions_put_each_node_right_of_its_predecessors(
+    nodes: list[str], edges: list[tuple[str, str]], columns: dict[str, int]
+) -> None:
+    positions = layered_positions(nodes, edges)
+
+    xs = sorted({x for x, _ in positions.values()})
+    assert {node: xs.index(positions[node][0]) for node in nodes} == columns
+    assert len(set(positions.values())) == len(nodes)
+
+
+def _live(**kinds: dict[str, ObjectState]) -> LiveSnapshot:
+    state = State(objects=dict(kinds))
+    return LiveSnapshot(state=state, agents=[], pipelines=[], policies=[], deployments=[])
+
+
+def _example_desired() -> State:
+    return desired_state(list(load_manifests([str(EXAMPLES)]).resources))
+
+
+def test_plan_from_empty_orders_creates_by_dependency_depth() -> None:
+    plan = build_plan(_example_desired(), _live())
+
+    position = {a.id: i for i, a in enumerate(plan.actions)}
+    for action in plan.actions:
+        for dependency in action.depends_on:
+            assert position[dependency] < position[action.id], (dependency, action.id)
+    assert plan.action("promote:Deployment/support/production").depends_on == (
+        "promote:Deployment/support/staging",
+        "create:Pipeline/support",
+        "replace-graph:Pipeline/support",
+    )
+
+
+def test_deletes_are_listed_first_and_agents_wait_for_the_graphs_that_hold_them() -> None:
+    desired = State()
+    held = ObjectState(
+        "Pipeline",
+        "old-flow",
+        {"description": None, "pattern": "p", "status": "draft", "config": {}},
+        live_id="p1",
+        graph=GraphState(nodes={"n": NodeState("agent", "old-agent", {}, (0, 0))}),
+        version=2,
+    )
+    live = _live(
+        Agent={"old-agent": ObjectState("Agent", "old-agent", {}, live_id="a1")},
+        Pipeline={"old-flow": held},
+    )
+    live.state.deployments = {
+        "old-flow/production": DeploymentSlot(
+            "old-flow", "production", active_id="d1", active_version=2, running_ids=("d1",)
+        )
+    }
+
+    plan = build_plan(desired, live, PlanOptions(prune=True, allow_delete_all=True))
+
+    assert [a.id for a in plan.actions] == [
+        "delete:Deployment/old-flow/production",
+        "delete:Pipeline/old-flow",
+        "delete:Agent/old-agent",
+    ]
+    assert plan.action("delete:Agent/old-agent").depends_on == ("delete:Pipeline/old-flow",)
+    assert plan.action("delete:Deployment/old-flow/production").requires_flag == (
+        "--allow-production-delete"
+    )
+    assert build_plan(desired, live).actions == ()
+
+
+def test_target_keeps_the_resource_and_what_it_depends_on() -> None:
+    plan = build_plan(
+        _example_desired(), _live(), PlanOptions(targets=frozenset({"Pipeline/ticket-router"}))
+    )
+
+    assert sorted(a.id for a in plan.actions) == sorted(
+        [
+            "create:Pipeline/ticket-router",
+            "replace-graph:Pipeline/ticket-router",
+            "create:Agent/triage",
+            "create:Agent/billing-expert",
+            "create:Agent/tech-support",
+            "create:Agent/refunds",
+            "create:Agent/summarizer",
+        ]
+    )
+
+
+def _plan_with_secret() -> Plan:
+    return Plan(
+        actions=(
+            Action(
+                id="update:Agent/a",
+                verb="update",
+                kind="Agent",
+                name="a",
+                summary="update Agent/a",
+                changes=(
+                    FieldChange(
+                        field="system_prompt",
+                        before="old",
+                        after="key=s3cr3t-value",
+                        sensitive=True,
+                    ),
+                    FieldChange(field="temperature", before=0.7, after=0.2),
+                ),
+            ),
+            Action(
+                id="replace-graph:Pipeline/p",
+                verb="replace-graph",
+                kind="Pipeline",
+                name="p",
+                summary="replace graph of Pipeline/p",
+                changes=(FieldChange(field="nodes.b", after={"node_type": "agent"}),),
+                payload={
+                    "graph_diff": {
+                        "nodes": [
+                            {"id": "a", "node_type": "agent", "agent": "x", "mark": "same"},
+                            {"id": "b", "node_type": "agent", "agent": "y", "mark": "added"},
+                            {"id": "c.old", "node_type": "agent", "agent": None, "mark": "removed"},
+                        ],
+                        "edges": [
+                            {"source": "a", "target": "b", "mark": "added"},
+                            {"source": "a", "target": "c.old", "mark": "removed"},
+                        ],
+                    }
+                },
+            ),
+            Action(
+                id="delete:Policy/x",
+                verb="delete",
+                kind="Policy",
+                name="x",
+                summary="delete Policy/x",
+            ),
+        )
+    )
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
+def test_sensitive_values_are_masked_in_every_format(fmt: str) -> None:
+    output = render_plan(_plan_with_secret(), fmt)  # type: ignore[arg-type]
+
+    assert "s3cr3t-value" not in output
+    assert MASK in output
+    assert "0.2" in output
+
+
+def test_text_plan_reads_like_terraform() -> None:
+    output = render_plan(_plan_with_secret(), "text")
+
+    assert "  ~ update Agent/a" in output
+    assert "      ~ temperature: 0.7 → 0.2" in output
+    assert "      + nodes.b = " in output
+    assert output.rstrip().endswith("Plan: 1 to update, 1 graph(s) to replace, 1 to delete.")
+    assert "\x1b[" not in output  # no colour unless asked
+
+
+def test_json_plan_is_versioned_and_complete() -> None:
+    data = json.loads(render_plan(_plan_with_secret(), "json"))
+
+    assert data["format_version"] == 1
+    assert data["type"] == "plan"
+    assert data["summary"] == {"update": 1, "replace-graph": 1, "delete": 1}
+    assert [a["id"] for a in data["actions"]] == [
+        "update:Agent/a",
+        "replace-graph:Pipeline/p",
+        "delete:Policy/x",
+    ]
+    assert data["actions"][0]["changes"][0] == {
+        "field": "system_prompt",
+        "before": MASK,
+        "after": MASK,
+        "sensitive": True,
+    }
+
+
+def test_markdown_plan_puts_deletes_first_and_draws_changed_graphs() -> None:
+    output = render_plan(_plan_with_secret(), "markdown")
+
+    assert output.index("1 to delete") < output.index("#### Changes")
+    assert "```mermaid" in output
+    assert 'n_b["+ b<br/>y"]:::added' in output
+    assert 'n_c_old["- c.old"]:::removed' in output
+    assert "n_a ==>|added| n_b" in output
+    assert "n_a -.->|removed| n_c_old" in output
+    assert "<details>" in output
+
+
+def test_markdown_plan_is_trimmed_to_fit_a_comment() -> None:
+    big = Plan(
+        actions=tuple(
+            Action(
+                id=f"update:Agent/a{i}",
+                verb="update",
+                kind="Agent",
+                name=f"a{i}",
+                summary=f"update Agent/a{i}",
+                changes=(FieldChange(field="system_prompt", before="x" * 400, after="y" * 400),),
+            )
+            for i in range(600)
+        )
+    )
+
+    output = render_plan(big, "markdown")
+
+    assert len(output) <= 61_000
+    assert "Plan: 600 to update." in output
+    assert "more actions left out" in output or "plan trimmed" in output
+
+
+def test_edges_compare_by_their_four_fields() -> None:
+    a = EdgeKey("x", "y", "out", None)
+    assert a == EdgeKey("x", "y", "out", None)
+    assert a != EdgeKey("x", "y", None, None)

@@ -74,6 +74,13 @@ def command(
         raise UsageError(
             "refusing to apply unattended without --auto-approve (nothing was changed)"
         )
+    if plan_file is None and not paths:
+        raise UsageError("missing PATH: give manifests, or a saved plan with --plan FILE")
+    if plan_file is not None and (paths or prune or targets):
+        raise UsageError(
+            "--plan applies a saved plan exactly as it was made: give no PATH, "
+            "--prune or --target with it (nothing was changed)"
+        )
     resources = load_resources(paths) if plan_file is None else []
     options = build_plan_options(prune=prune, targets=targets, allow_delete_all=allow_delete_all)
     allowed = frozenset(
@@ -120,3 +127,9 @@ def command(
     click.echo(render_apply(result, fmt, color=use_color()), nl=False)
     if not result.ok:
         raise SystemExit(1)
+
+
+# A saved plan carries its own desired state: PATH is optional here (checked above).
+for _param in command.params:
+    if _param.name == "paths":
+        _param.required = False

@@ -1,0 +1,153 @@
+"""Saved plans end to end: `plan --out` then `apply --plan`, over real HTTP.
+
+A reviewed plan is applied exactly, or refused with nothing changed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kaizenctl.api.service import KaizenApi
+from kaizenctl.gitops.saved_plan import read_saved_plan
+from tests.gitops.conftest import GitOps
+
+
+def _apply_examples(gitops: GitOps, examples: Path) -> None:
+    result = gitops.cli("apply", str(examples), "--auto-approve")
+    assert result.code == 0, result.err
+
+
+def test_stale_saved_plan_is_refused_with_nothing_changed(
+    gitops: GitOps, examples: Path, tmp_path: Path
+) -> None:
+    _apply_examples(gitops, examples)
+    manifest = examples / "agents" / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace("temperature: 0.1", "temperature: 0.5"))
+    plan_file = tmp_path / "plan.json"
+    planned = gitops.cli("plan", str(examples), "--out", str(plan_file), "--detailed-exitcode")
+    assert planned.code == 2, planned.err
+
+    # Someone edits an agent by hand after the review.
+    async def edit(api: KaizenApi) -> None:
+        agents = {a.name: a for a in await api.agents.list_all()}
+        await api.agents.update(agents["refunds"].id, {"description": "edited by hand"})
+
+    gitops.with_api(edit)
+    gitops.server.clear_request_log()
+
+    refused = gitops.cli("apply", "--plan", str(plan_file), "--auto-approve")
+
+    assert refused.code == 1
+    assert "nothing was changed" in refused.err
+    assert "Agent/refunds: changed since the plan was made" in refused.err
+    assert "triage" not in refused.err.split("moved")[-1]
+    assert gitops.writes() == []
+
+
+def test_saved_plan_is_refused_when_a_resource_appeared_or_the_server_differs(
+    gitops: GitOps, examples: Path, tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "plan.json"
+    assert gitops.cli("plan", str(examples), "--out", str(plan_file)).code == 0
+
+    async def create(api: KaizenApi) -> None:
+        await api.policies.create(
+            {"name": "by-hand", "effect": "deny", "resource_type": "agent", "actions": ["delete"]}
+        )
+
+    gitops.with_api(create)
+    gitops.server.clear_request_log()
+    appeared = gitops.cli("apply", "--plan", str(plan_file), "--auto-approve")
+    assert appeared.code == 1
+    assert "Policy/by-hand: created since the plan was made" in appeared.err
+
+    other = tmp_path / "other-server.json"
+    data = json.loads(plan_file.read_text())
+    data["server"] = "https://kaizen.example.com"
+    other.write_text(json.dumps(data))
+    wrong_server = gitops.cli("apply", "--plan", str(other), "--auto-approve")
+    assert wrong_server.code == 1
+    assert "made for https://kaizen.example.com" in wrong_server.err
+
+    data["server"] = json.loads(plan_file.read_text())["server"]
+    data["organization_id"] = "another-org"
+    other.write_text(json.dumps(data))
+    wrong_org = gitops.cli("apply", "--plan", str(other), "--auto-approve")
+    assert wrong_org.code == 1
+    assert "organization another-org" in wrong_org.err
+    assert gitops.writes() == []
+
+
+def test_fresh_saved_plan_applies_exactly_its_actions(
+    gitops: GitOps, examples: Path, tmp_path: Path
+) -> None:
+    _apply_examples(gitops, examples)
+    manifest = examples / "agents" / "triage.yaml"
+    original = manifest.read_text()
+    manifest.write_text(original.replace("temperature: 0.1", "temperature: 0.5"))
+    plan_file = tmp_path / "plan.json"
+    assert gitops.cli("plan", str(examples), "--out", str(plan_file)).code == 0
+    saved_ids = [a["id"] for a in read_saved_plan(plan_file).plan["actions"]]
+    # The manifests move on after review; apply must do the reviewed plan, not the new files.
+    manifest.write_text(original.replace("temperature: 0.1", "temperature: 1.5"))
+
+    applied = gitops.cli("apply", "--plan", str(plan_file), "--auto-approve", "--format", "json")
+
+    assert applied.code == 0, applied.err
+    report = json.loads(
+        applied.out[applied.out.index('{\n  "format_version": 1,\n  "type": "apply') :]
+    )
+    assert [o["action_id"] for o in report["done"]] == saved_ids
+    assert saved_ids == ["update:Agent/triage"]
+
+    async def temperature(api: KaizenApi) -> float:
+        return {a.name: a for a in await api.agents.list_all()}["triage"].temperature
+
+    assert gitops.with_api(temperature) == 0.5
+
+
+def test_saved_plan_holds_no_secret_and_re_resolves_it_at_apply(
+    gitops: GitOps, examples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-live-4f9a1c7e2b"
+    monkeypatch.setenv("KEYED_KEY", secret)
+    monkeypatch.setenv("KEYED_MAX_TOKENS", "777")
+    (examples / "agents" / "keyed.yaml").write_text(
+        "apiVersion: kaizen.io/v1\n"
+        "kind: Agent\n"
+        "metadata: {name: keyed}\n"
+        "spec:\n"
+        '  system_prompt: "Use key ${KEYED_KEY} for lookups."\n'
+        "  provider: openai\n"
+        "  model: gpt-4o-mini\n"
+        "  max_tokens: ${KEYED_MAX_TOKENS}\n"
+    )
+    plan_file = tmp_path / "plan.json"
+    planned = gitops.cli("plan", str(examples), "--out", str(plan_file))
+    assert planned.code == 0, planned.err
+    text = plan_file.read_text()
+    assert secret not in text
+    assert "Use key ${KEYED_KEY} for lookups." in text
+    assert secret not in planned.out
+
+    monkeypatch.setenv("KEYED_KEY", "sk-live-rotated-000")
+    gitops.server.clear_request_log()
+    changed = gitops.cli("apply", "--plan", str(plan_file), "--auto-approve")
+    assert changed.code == 1
+    assert "Agent/keyed spec.system_prompt" in changed.err
+    assert "differs from the one the plan was made with" in changed.err
+    assert gitops.writes() == []
+
+    monkeypatch.setenv("KEYED_KEY", secret)
+    applied = gitops.cli("apply", "--plan", str(plan_file), "--auto-approve")
+    assert applied.code == 0, applied.err
+    assert secret not in applied.out + applied.err
+
+    async def keyed(api: KaizenApi) -> tuple[str, int | None]:
+        agent = {a.name: a for a in await api.agents.list_all()}["keyed"]
+        return agent.system_prompt, agent.max_tokens
+
+    assert gitops.with_api(keyed) == (f"Use key {secret} for lookups.", 777)

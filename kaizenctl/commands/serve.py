@@ -175,6 +175,7 @@ def command(
     from kaizenctl.server.app import ServerState, build_asgi, ensure_dev_user
     from kaizenctl.server.db import Database
     from kaizenctl.server.faults import FaultKnobs, FaultState
+    from kaizenctl.server.listen import bind
 
     state = ServerState(db=Database(db_path), faults=FaultState(FaultKnobs.model_validate(knobs)))
     generated = ensure_dev_user(state, email, password)
@@ -194,4 +195,13 @@ def command(
     click.echo(f"  state:    {db_path if db_path else 'in memory (lost on exit)'}")
     if admin:
         click.echo("  admin:    /admin/faults, /admin/requests")
-    uvicorn.run(build_asgi(state, admin=admin), host=host, port=port, log_level=log_level)
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
+    config = uvicorn.Config(build_asgi(state, admin=admin), log_level=log_level, lifespan="off")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        state.db.close()

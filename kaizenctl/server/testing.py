@@ -8,7 +8,6 @@ read the request log. Other test suites build on this; keep the names stable.
 from __future__ import annotations
 
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import uvicorn
 from kaizenctl.server.app import ServerState, build_asgi, ensure_dev_user
 from kaizenctl.server.db import Database
 from kaizenctl.server.faults import FaultKnobs, FaultState, RequestLogEntry
+from kaizenctl.server.listen import bind
 
 __all__ = ["RequestLogEntry", "RunningServer", "running_server"]
 
@@ -63,9 +63,7 @@ def running_server(*, db_path: str | None = None, **fault_knobs: object) -> Iter
     state = ServerState(db=Database(db_path), faults=FaultState(knobs))
     password = secrets.token_urlsafe(12)
     ensure_dev_user(state, DEV_EMAIL, password)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         build_asgi(state, admin=True),

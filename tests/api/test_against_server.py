@@ -138,6 +138,8 @@ def test_faults_on_creates_make_no_duplicates_and_lists_are_whole(server: Runnin
     creates = [e for e in log if e.method == "POST" and e.path == "/api/v1/agents"]
     committed = [e for e in creates if e.status == 201]
     assert len(committed) == len(names)  # each agent made exactly once
+    # A 409 would mean a create was re-sent blindly after its answer was lost.
+    assert not [e for e in creates if e.status == 409]
     assert any(e.dropped for e in creates), "no create answer was dropped; the test proves nothing"
     assert any(e.status in (429, 503) for e in log)
     assert any(e.path == "/api/v1/auth/refresh" or e.path == "/api/v1/auth/login" for e in log[2:])

@@ -1,0 +1,324 @@
+"""Export: live state written as manifests, to bring hand-made resources under management.
+
+One file per resource (``agents/<name>.yaml``, ``pipelines/<name>.yaml``,
+``policies/<name>.yaml``, ``deployments/<pipeline>-<environment>.yaml``),
+references by name, and neither server-owned fields nor values equal to the
+contract's defaults — so the files read like hand-written ones and ``plan``
+right after an export shows no changes. Node positions are written, because a
+manifest without them would leave them to the editor and that is not what is
+live.
+
+What a manifest cannot express is not guessed at: the resource is left out (or
+the field dropped, for deployment config) with a warning that names it. Left-out
+resources show up as unmanaged in ``plan``, which is the truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from kaizenctl.api.models import PipelineNode
+from kaizenctl.api.service import KaizenApi
+from kaizenctl.errors import UsageError
+from kaizenctl.manifests.models import (
+    API_VERSION,
+    NAME_PATTERN,
+    AgentSpec,
+    DeploymentSpec,
+    ManifestModel,
+    PipelineSpec,
+    PolicySpec,
+)
+from kaizenctl.reconcile.live import LiveSnapshot, fetch_live
+
+FOLDERS = {"Agent": "agents", "Pipeline": "pipelines", "Policy": "policies"}
+DEPLOYMENTS_FOLDER = "deployments"
+MAX_NAME_LENGTH = 63
+# The contract's defaults (CONTRACT.md): a field equal to one is left out.
+DEFAULT_TEMPERATURE = 0.7
+_NAME = re.compile(NAME_PATTERN)
+
+
+@dataclass
+class ExportResult:
+    """Files written (relative to the export folder) and what could not be expressed."""
+
+    files: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block scalars for multi-line text, as a person writes a system prompt."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_document(document: dict[str, Any]) -> str:
+    return yaml.dump(
+        document,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=100,
+    )
+
+
+def _escape(value: Any) -> Any:
+    """Keep live text literal: ``${`` in a manifest would be substituted, ``$${`` is not."""
+    if isinstance(value, str):
+        return value.replace("${", "$${")
+    if isinstance(value, dict):
+        return {key: _escape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_escape(item) for item in value]
+    return value
+
+
+def _valid_name(name: str) -> bool:
+    return len(name) <= MAX_NAME_LENGTH and _NAME.fullmatch(name) is not None
+
+
+def _document(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": _escape(spec),
+    }
+
+
+@dataclass
+class _Exporter:
+    live: LiveSnapshot
+    result: ExportResult = field(default_factory=ExportResult)
+    # relative path -> document
+    documents: dict[Path, dict[str, Any]] = field(default_factory=dict)
+    exported_agents: set[str] = field(default_factory=set)
+    exported_pipelines: set[str] = field(default_factory=set)
+
+    def warn(self, message: str) -> None:
+        self.result.warnings.append(message)
+
+    def add(
+        self,
+        kind: str,
+        name: str,
+        live_id: str,
+        spec: dict[str, Any],
+        model: type[ManifestModel],
+        path: Path,
+    ) -> bool:
+        """Add the document if a manifest can hold it; warn and skip it otherwise."""
+        label = f"{kind}/{name} (id {live_id})"
+        if not _valid_name(name):
+            self.warn(
+                f"{label} not exported: its name is not a manifest name "
+                f"([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most {MAX_NAME_LENGTH} characters); "
+                "rename it in the platform to bring it under management"
+            )
+            return False
+        try:
+            model.model_validate(spec)
+        except ValidationError as error:
+            reasons = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in error.errors(include_url=False)
+            )
+            self.warn(f"{label} not exported: a manifest cannot hold it ({reasons})")
+            return False
+        self.documents[path] = _document(kind, name, spec)
+        return True
+
+    def agents(self) -> None:
+        for agent in sorted(self.live.agents, key=lambda a: a.name):
+            spec: dict[str, Any] = {}
+            if agent.description is not None:
+                spec["description"] = agent.description
+            spec["system_prompt"] = agent.system_prompt
+            spec["provider"] = agent.provider
+            spec["model"] = agent.model
+            if not math.isclose(agent.temperature, DEFAULT_TEMPERATURE, abs_tol=1e-6):
+                spec["temperature"] = agent.temperature
+            if agent.max_tokens is not None:
+                spec["max_tokens"] = agent.max_tokens
+            if agent.tools:
+                spec["tools"] = sorted(set(agent.tools))
+            if not agent.is_active:
+                spec["is_active"] = False
+            path = Path(FOLDERS["Agent"]) / f"{agent.name}.yaml"
+            if self.add("Agent", agent.name, agent.id, spec, AgentSpec, path):
+                self.exported_agents.add(agent.name)
+
+    def policies(self) -> None:
+        for policy in sorted(self.live.policies, key=lambda p: p.name):
+            spec: dict[str, Any] = {}
+            if policy.description is not None:
+                spec["description"] = policy.description
+            spec["effect"] = policy.effect
+            spec["resource_type"] = policy.resource_type
+            spec["actions"] = sorted(set(policy.actions))
+            if policy.conditions:
+                spec["conditions"] = [
+                    {"attribute": c.attribute, "operator": c.operator, "value": c.value}
+                    for c in policy.conditions
+                ]
+            path = Path(FOLDERS["Policy"]) / f"{policy.name}.yaml"
+            self.add("Policy", policy.name, policy.id, spec, PolicySpec, path)
+
+    def pipelines(self) -> None:
+        agent_names = self.live.agent_names_by_id
+        for pipeline in sorted(self.live.pipelines, key=lambda p: p.name):
+            label = f"Pipeline/{pipeline.name} (id {pipeline.id})"
+            nodes = self.live.nodes.get(pipeline.id, [])
+            problems = []
+            for node in nodes:
+                if node.agent_id is None:
+                    continue
+                agent = agent_names.get(node.agent_id)
+                if agent is None:
+                    problems.append(f"node {node.id} uses agent id {node.agent_id}, which is gone")
+                elif agent not in self.exported_agents:
+                    problems.append(f"node {node.id} uses Agent/{agent}, which was not exported")
+            if problems:
+                self.warn(f"{label} not exported: {'; '.join(problems)}")
+                continue
+            spec: dict[str, Any] = {}
+            if pipeline.description is not None:
+                spec["description"] = pipeline.description
+            spec["pattern"] = pipeline.pattern
+            if pipeline.status != "draft":
+                spec["status"] = pipeline.status
+            if pipeline.config:
+                spec["config"] = pipeline.config
+            if nodes:
+                spec["nodes"] = [self._node(node) for node in nodes]
+            edges = [
+                {
+                    "from": c.source_node_id,
+                    "to": c.target_node_id,
+                    **({"source_handle": c.source_handle} if c.source_handle else {}),
+                    **({"target_handle": c.target_handle} if c.target_handle else {}),
+                }
+                for c in self.live.connections.get(pipeline.id, [])
+            ]
+            if edges:
+                spec["edges"] = sorted(edges, key=lambda e: (e["from"], e["to"]))
+            path = Path(FOLDERS["Pipeline"]) / f"{pipeline.name}.yaml"
+            if self.add("Pipeline", pipeline.name, pipeline.id, spec, PipelineSpec, path):
+                self.exported_pipelines.add(pipeline.name)
+
+    def _node(self, node: PipelineNode) -> dict[str, Any]:
+        written: dict[str, Any] = {"id": node.id, "node_type": node.node_type}
+        if node.agent_id is not None:
+            written["agent"] = self.live.agent_names_by_id[node.agent_id]
+        if node.config:
+            written["config"] = node.config
+        written["position"] = {"x": _number(node.position_x), "y": _number(node.position_y)}
+        return written
+
+    def deployments(self) -> None:
+        versions = {p.name: p.version for p in self.live.pipelines}
+        config_by_id = {d.id: d.config for d in self.live.deployments}
+        for _key, slot in sorted(self.live.state.deployments.items()):
+            if not slot.running_ids:
+                continue
+            label = f"Deployment {slot.pipeline}/{slot.environment}"
+            if slot.active_id is None:
+                self.warn(
+                    f"{label} not exported: it is still being deployed "
+                    f"(v{slot.in_flight_version}); export again once it has settled"
+                )
+                continue
+            if slot.pipeline not in self.exported_pipelines:
+                self.warn(f"{label} not exported: Pipeline/{slot.pipeline} was not exported")
+                continue
+            if slot.in_flight_id is not None:
+                self.warn(
+                    f"{label}: a deployment of v{slot.in_flight_version} is in flight; "
+                    f"exported what is active (v{slot.active_version})"
+                )
+            config = config_by_id.get(slot.active_id) or {}
+            if config:
+                self.warn(
+                    f"{label}: deployment config ({', '.join(sorted(config))}) cannot be "
+                    "expressed in a manifest; exported without it"
+                )
+            latest = slot.active_version == versions.get(slot.pipeline)
+            name = _deployment_name(slot.pipeline, slot.environment)
+            spec: dict[str, Any] = {
+                "pipeline": slot.pipeline,
+                "environment": slot.environment,
+                "version": "latest" if latest else slot.active_version,
+            }
+            path = Path(DEPLOYMENTS_FOLDER) / f"{name}.yaml"
+            self.add("Deployment", name, slot.active_id, spec, DeploymentSpec, path)
+
+
+def _number(value: float) -> int | float:
+    """300.0 is written 300: what a person would write, and equal when compared."""
+    return int(value) if float(value).is_integer() else value
+
+
+def _deployment_name(pipeline: str, environment: str) -> str:
+    name = f"{pipeline}-{environment}"
+    if len(name) <= MAX_NAME_LENGTH:
+        return name
+    # Long pipeline names: keep the name unique and within the limit.
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    head = name[: MAX_NAME_LENGTH - len(digest) - 1].rstrip("-")
+    return f"{head}-{digest}"
+
+
+def export_documents(live: LiveSnapshot) -> tuple[dict[Path, dict[str, Any]], list[str]]:
+    """Relative path -> manifest document for everything a manifest can hold; warnings."""
+    exporter = _Exporter(live)
+    exporter.agents()
+    exporter.policies()
+    exporter.pipelines()
+    exporter.deployments()
+    return exporter.documents, exporter.result.warnings
+
+
+def _prepare(out_dir: Path, force: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir}: exists and is not a folder")
+    existing = sorted(out_dir.rglob("*.y*ml")) if out_dir.exists() else []
+    if existing and not force:
+        raise UsageError(
+            f"--out {out_dir}: already holds {len(existing)} manifest file(s); "
+            "export writes a complete set, pass --force to replace them"
+        )
+    # A stale file from an earlier export would describe something no longer live.
+    for folder in (*FOLDERS.values(), DEPLOYMENTS_FOLDER):
+        for stale in sorted((out_dir / folder).glob("*.yaml")) if force else []:
+            stale.unlink()
+
+
+async def export_async(api: KaizenApi, out_dir: str | Path, *, force: bool = False) -> ExportResult:
+    """Read all live state and write it under ``out_dir`` as manifests."""
+    out = Path(out_dir)
+    _prepare(out, force)
+    live = await fetch_live(api)
+    documents, warnings = export_documents(live)
+    result = ExportResult(warnings=warnings)
+    for relative, document in documents.items():
+        target = out / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(dump_document(document), encoding="utf-8")
+        result.files.append(relative)
+    return result

@@ -149,7 +149,66 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         ],
         "unmanaged": [{"kind": u.kind, "name": u.name, "id": u.live_id} for u in plan.unmanaged],
         "warnings": list(plan.warnings),
+        "drift": drift_to_json(plan),
     }
+
+
+# How each verb says a live resource differs from Git (the drift report's "how").
+DRIFT_KINDS: dict[str, str] = {
+    "create": "missing",  # in Git, not live
+    "update": "changed",
+    "replace-graph": "graph-changed",
+    "deploy": "deployment-differs",
+    "promote": "deployment-differs",
+    "rollback": "deployment-differs",
+    "delete": "not-in-git",  # only with --prune: live, in no manifest
+}
+
+
+def drift_to_json(plan: Plan) -> dict[str, Any]:
+    """The plan read as a drift report, by resource: what differs from Git, field by field.
+
+    For a nightly `plan --detailed-exitcode --format json`: ``drifted`` says whether to
+    alert, ``resources`` which resources and fields differ (live value vs. Git value,
+    sensitive ones masked), ``unmanaged`` what is live but in no manifest.
+    """
+    by_ref: dict[str, dict[str, Any]] = {}
+    for action in plan.actions:
+        entry = by_ref.setdefault(
+            action.ref,
+            {"kind": action.kind, "name": action.name, "how": [], "actions": [], "fields": []},
+        )
+        how = DRIFT_KINDS[action.verb]
+        if how not in entry["how"]:
+            entry["how"].append(how)
+        entry["actions"].append(action.id)
+        for change in action.changes:
+            entry["fields"].append(
+                {
+                    "field": change.field,
+                    "live": MASK if change.sensitive else change.before,
+                    "git": MASK if change.sensitive else change.after,
+                    "sensitive": change.sensitive,
+                }
+            )
+    return {
+        "drifted": plan.has_changes,
+        "resources": list(by_ref.values()),
+        "unmanaged": [{"kind": u.kind, "name": u.name, "id": u.live_id} for u in plan.unmanaged],
+    }
+
+
+MARKDOWN_FIELDS_PER_ACTION = 8
+
+
+def _field_names(action: Action) -> str:
+    """The fields an action changes, for one Markdown line: which fields drifted."""
+    names = list(dict.fromkeys(change.field for change in action.changes))
+    if not names:
+        return ""
+    shown = ", ".join(f"`{_escape(name)}`" for name in names[:MARKDOWN_FIELDS_PER_ACTION])
+    more = len(names) - MARKDOWN_FIELDS_PER_ACTION
+    return f" — {shown}" + (f" and {more} more" if more > 0 else "")
 
 
 def _mermaid(action: Action) -> list[str]:
@@ -202,7 +261,7 @@ def _plan_markdown(plan: Plan) -> str:
     others = [a for a in plan.actions if a.verb != "delete"]
     if others:
         lines.append("#### Changes")
-        lines.extend(f"- {VERB_SYMBOLS[a.verb]} `{a.summary}`" for a in others)
+        lines.extend(f"- {VERB_SYMBOLS[a.verb]} `{a.summary}`{_field_names(a)}" for a in others)
         lines.append("")
     detailed = [a for a in plan.actions if a.changes or a.payload.get("graph_diff")]
     for action in detailed[:MARKDOWN_DETAILED_ACTIONS]:

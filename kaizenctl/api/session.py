@@ -43,6 +43,8 @@ from kaizenctl.api.retry import parse_retry_after as _parse_retry_after
 from kaizenctl.redact import register_secret
 
 Renewer = Callable[[], Awaitable[None]]
+# 401s one request may meet before giving up: each renewal by another request allows one more.
+MAX_REFUSALS = 4
 QueryParams = Mapping[str, str | int | float | bool]
 
 _log = http_logger()
@@ -185,6 +187,7 @@ class ApiSession:
         shown_path = self.full_path(path)
         budget = self.policy.begin()
         just_renewed = False
+        refusals = 0
         maybe_done_before = False
         while True:
             token: str | None = None
@@ -214,10 +217,12 @@ class ApiSession:
 
             status = response.status_code
             if status == 401 and authenticated:
-                if just_renewed or self.renewer is None:
+                refusals += 1
+                if just_renewed or self.renewer is None or refusals > MAX_REFUSALS:
                     raise self._error(method, shown_path, response, hint=LOGIN_AGAIN_HINT)
-                await self._renew(token, method, shown_path)
-                just_renewed = True
+                # Only a renewal this request made itself makes the next 401 final: a token
+                # another request renewed may have expired again before this one used it.
+                just_renewed = await self._renew(token, method, shown_path)
                 continue
             just_renewed = False
             if status < 400:
@@ -283,15 +288,18 @@ class ApiSession:
             _log.debug("  query: %s", "&".join(f"{k}={v}" for k, v in params.items()))
         return response
 
-    async def _renew(self, used_token: str | None, method: str, shown_path: str) -> None:
-        """Renew the access token once for everyone who saw ``used_token`` refused."""
+    async def _renew(self, used_token: str | None, method: str, shown_path: str) -> bool:
+        """Renew the access token once for everyone who saw ``used_token`` refused.
+
+        True when this call renewed it; False when another request already had.
+        """
         if self.renewer is None:
             raise AuthenticationError(
                 method, shown_path, None, "no access token", hint=LOGIN_AGAIN_HINT
             )
         async with self._renew_lock:
             if self.tokens.access_token != used_token:
-                return  # another request renewed it while this one waited
+                return False  # another request renewed it while this one waited
             failure = self._renew_failure
             if failure is not None and failure[0] == used_token:
                 raise failure[1]
@@ -302,6 +310,7 @@ class ApiSession:
                 self._renew_failure = (used_token, exc)
                 raise
             self.renewals += 1
+            return True
 
     def _error(
         self, method: str, shown_path: str, response: httpx.Response, *, hint: str = ""

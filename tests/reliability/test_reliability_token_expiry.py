@@ -22,7 +22,6 @@ import httpx
 import pytest
 
 from kaizenctl.api.connect import connect_v1
-from kaizenctl.api.errors import AuthenticationError
 from kaizenctl.api.retry import RetryPolicy
 from kaizenctl.api.settings import ConnectionSettings
 
@@ -78,14 +77,5 @@ async def _race() -> None:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AuthenticationError,
-    reason=(
-        "BUG (kaizenctl/api/session.py): a request whose 401 arrives after another request "
-        "renewed the token adopts that token as 'just renewed'; when it has expired meanwhile "
-        "the request fails with 'log in again' instead of renewing once more"
-    ),
-)
 def test_a_token_renewed_by_another_request_and_expired_since_is_renewed_again() -> None:
     asyncio.run(_race())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-
 from typing import Any
 
 import httpx
@@ -26,7 +25,8 @@ def test_login_returns_bearer_tokens(server: RunningServer, anon: httpx.Client) 
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "bearer"
-    assert body["access_token"] and body["refresh_token"]
+    assert body["access_token"]
+    assert body["refresh_token"]
 
 
 def test_login_email_is_case_insensitive(server: RunningServer, anon: httpx.Client) -> None:

@@ -66,7 +66,10 @@ def test_search_sort_filters(make_agent: Make, api: httpx.Client) -> None:
     make_agent(name="Bravo Writer", provider="anthropic")
     make_agent(name="alpha reader", is_active=False)
     make_agent(name="Charlie WRITER", provider="ollama")
-    names = lambda params: [a["name"] for a in api.get("/agents", params=params).json()["items"]]  # noqa: E731
+
+    def names(params: dict[str, str]) -> list[str]:
+        return [a["name"] for a in api.get("/agents", params=params).json()["items"]]
+
     assert names({"search": "writer", "sort_by": "name"}) == ["Bravo Writer", "Charlie WRITER"]
     assert names({"sort_by": "name", "sort_order": "desc"}) == [
         "alpha reader",

@@ -8,7 +8,7 @@ from kaizenctl.api.service import KaizenApi
 from kaizenctl.errors import ApplyError, PlanError
 from kaizenctl.reconcile import ApplyOptions
 from kaizenctl.reconcile.diff import ALLOW_PRODUCTION_ROLLBACK
-from tests.reconcile.conftest import Kaizen
+from tests.reconcile.harness import Kaizen
 
 
 def _running(kaizen: Kaizen, pipeline: str) -> dict[str, int]:

@@ -9,7 +9,7 @@ from kaizenctl.api.service import KaizenApi
 from kaizenctl.errors import PlanError
 from kaizenctl.reconcile import PlanOptions
 from kaizenctl.reconcile.plan import Plan
-from tests.reconcile.conftest import Kaizen
+from tests.reconcile.harness import Kaizen
 
 EXAMPLE_COUNTS = {"create": 12, "replace-graph": 2, "deploy": 2, "promote": 3}
 

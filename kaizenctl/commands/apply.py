@@ -60,10 +60,15 @@ def command(
     and what never started, and running again converges.
     """
     from kaizenctl.api.connect import open_api
-    from kaizenctl.commands.common import build_plan_options, load_resources, use_color
+    from kaizenctl.commands.common import (
+        build_plan_options,
+        load_resources,
+        plan_with_progress,
+        use_color,
+    )
     from kaizenctl.commands.options import settings_from_options
     from kaizenctl.errors import ApplyError, UsageError
-    from kaizenctl.reconcile import ApplyOptions, ApplyResult, apply_plan_async, plan_async
+    from kaizenctl.reconcile import ApplyOptions, ApplyResult, apply_plan_async
     from kaizenctl.reconcile.apply import check_flags
     from kaizenctl.reconcile.diff import ALLOW_PRODUCTION_DELETE, ALLOW_PRODUCTION_ROLLBACK
     from kaizenctl.reconcile.plan import Action
@@ -103,7 +108,7 @@ def command(
 
                 plan, live = await load_saved_plan(api, plan_file)
             else:
-                plan, live = await plan_async(api, resources, options)
+                plan, live = await plan_with_progress(api, resources, options, settings.api_url)
             click.echo(render_plan(plan, fmt, color=use_color()), nl=False)
             if not plan.has_changes:
                 return None

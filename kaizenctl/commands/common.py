@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
+    from kaizenctl.api.service import KaizenApi
     from kaizenctl.manifests.models import Resource
+    from kaizenctl.reconcile import LiveSnapshot, Plan
     from kaizenctl.reconcile.diff import PlanOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,3 +82,24 @@ def use_color(stream: Any = None) -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
     stream = stream or sys.stdout
     return "NO_COLOR" not in os.environ and bool(getattr(stream, "isatty", lambda: False)())
+
+
+def progress(message: str) -> None:
+    """A status line for a person watching a terminal; silent in CI logs and pipes."""
+    if sys.stderr.isatty():
+        click.echo(message, err=True)
+
+
+async def plan_with_progress(
+    api: KaizenApi, resources: list[Resource], options: PlanOptions, api_url: str
+) -> tuple[Plan, LiveSnapshot]:
+    """``plan_async``, telling a person at a terminal what is being read."""
+    from kaizenctl.reconcile import plan_async
+
+    progress(f"Reading live state from {api_url} …")
+    plan, live = await plan_async(api, resources, options)
+    progress(
+        f"Read {len(live.agents)} agents, {len(live.pipelines)} pipelines, "
+        f"{len(live.policies)} policies, {len(live.deployments)} deployments."
+    )
+    return plan, live

@@ -43,9 +43,14 @@ def command(
     PATH is a manifest file, a folder (read recursively) or - for standard input.
     """
     from kaizenctl.api.connect import open_api
-    from kaizenctl.commands.common import build_plan_options, load_resources, use_color
+    from kaizenctl.commands.common import (
+        build_plan_options,
+        load_resources,
+        plan_with_progress,
+        use_color,
+    )
     from kaizenctl.commands.options import settings_from_options
-    from kaizenctl.reconcile import Plan, plan_async
+    from kaizenctl.reconcile import Plan
     from kaizenctl.render import render_plan
 
     resources = load_resources(paths)
@@ -54,7 +59,7 @@ def command(
 
     async def run() -> Plan:
         async with open_api(settings) as api:
-            plan, live = await plan_async(api, resources, options)
+            plan, live = await plan_with_progress(api, resources, options, settings.api_url)
             if out_file is not None:
                 from kaizenctl.gitops.saved_plan import save_plan
 

@@ -121,9 +121,7 @@ async def _apply_until_no_changes(
                 _plan, applied = await apply_async(
                     api, resources, options=ApplyOptions(deploy_timeout=60)
                 )
-                result.errors.extend(
-                    f"{o.ref}: {o.message}" for o in applied.with_status("failed")
-                )
+                result.errors.extend(f"{o.ref}: {o.message}" for o in applied.with_status("failed"))
         except KaizenctlError as error:
             # A whole run may fail under faults (a list whose retries ran out): that is
             # allowed, as long as running again converges.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from typing import Any
 
@@ -10,6 +11,8 @@ import click
 
 from kaizenctl.commands.common import plan_options
 from kaizenctl.commands.options import connection_options
+
+EXIT_INTERRUPTED = 130
 
 
 @click.command("apply")
@@ -124,12 +127,18 @@ def command(
                 if progress_on:
                     click.echo(f"[{finished}/{total}] {status}: {action.summary}", err=True)
 
+            # CI cancels a job with SIGTERM: stop like Ctrl-C does, and still report.
+            main_task = asyncio.current_task()
+            assert main_task is not None
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
             return await apply_plan_async(api, plan, live, apply_options, on_progress=on_progress)
 
     result = asyncio.run(run())
     if result is None:
         return
     click.echo(render_apply(result, fmt, color=use_color()), nl=False)
+    if result.interrupted:
+        raise SystemExit(EXIT_INTERRUPTED)
     if not result.ok:
         raise SystemExit(1)
 

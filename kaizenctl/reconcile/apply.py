@@ -22,7 +22,9 @@ from kaizenctl.reconcile.live import LiveSnapshot
 from kaizenctl.reconcile.plan import Action, Plan
 from kaizenctl.redact import redact
 
-OutcomeStatus = Literal["done", "failed", "skipped", "not-started"]
+# "interrupted": the action was on its way when the apply was stopped; it may or may
+# not have taken effect, and the next plan, read from live state, will tell.
+OutcomeStatus = Literal["done", "failed", "skipped", "interrupted", "not-started"]
 DEFAULT_DEPLOY_TIMEOUT = 300.0
 LOG_LINES_ON_FAILURE = 5
 
@@ -42,6 +44,7 @@ class ApplyResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     outcomes: tuple[ActionOutcome, ...]
+    interrupted: bool = False
 
     def with_status(self, status: OutcomeStatus) -> list[ActionOutcome]:
         return [o for o in self.outcomes if o.status == status]
@@ -98,6 +101,7 @@ async def execute_plan(
     )
     finished: dict[str, asyncio.Event] = {a.id: asyncio.Event() for a in plan.actions}
     outcomes: dict[str, ActionOutcome] = {}
+    started: set[str] = set()
 
     def record(action: Action, status: OutcomeStatus, message: str = "") -> None:
         message = redact(message)
@@ -120,6 +124,7 @@ async def execute_plan(
             if failed_dependencies:
                 record(action, "skipped", f"skipped: {failed_dependencies[0]} did not succeed")
                 return
+            started.add(action.id)
             try:
                 message = await _execute(context, action)
             except KaizenctlError as error:
@@ -130,8 +135,12 @@ async def execute_plan(
             finished[action.id].set()
 
     tasks = [asyncio.ensure_future(run(action)) for action in plan.actions]
+    interrupted = False
     try:
         await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        # Ctrl-C or SIGTERM: report what happened instead of losing it.
+        interrupted = True
     finally:
         for task in tasks:
             task.cancel()
@@ -142,9 +151,11 @@ async def execute_plan(
                 ref=action.ref,
                 verb=action.verb,
                 summary=action.summary,
-                status="not-started",
+                status="interrupted" if action.id in started else "not-started",
             )
-    return ApplyResult(outcomes=tuple(outcomes[a.id] for a in plan.actions))
+    return ApplyResult(
+        outcomes=tuple(outcomes[a.id] for a in plan.actions), interrupted=interrupted
+    )
 
 
 def _without_nulls(fields: dict[str, Any]) -> dict[str, Any]:

@@ -307,13 +307,14 @@ def _escape(text: str) -> str:
 def render_apply(result: ApplyResult, fmt: Format = "text", *, color: bool = False) -> str:
     groups = {
         status: result.with_status(status)
-        for status in ("done", "failed", "skipped", "not-started")
+        for status in ("done", "failed", "skipped", "interrupted", "not-started")
     }
     if fmt == "json":
         data = {
             "format_version": JSON_FORMAT_VERSION,
             "type": "apply-result",
             "ok": result.ok,
+            "interrupted": result.interrupted,
             **{
                 status.replace("-", "_"): [o.model_dump() for o in outcomes]
                 for status, outcomes in groups.items()
@@ -325,22 +326,27 @@ def render_apply(result: ApplyResult, fmt: Format = "text", *, color: bool = Fal
         "done": "Done",
         "failed": "Failed",
         "skipped": "Skipped (a dependency failed)",
+        "interrupted": "Interrupted while running (may or may not have taken effect)",
         "not-started": "Never started",
     }
     for status, outcomes in groups.items():
         if not outcomes:
             continue
-        bullet = "#" if fmt == "markdown" else ""
-        lines.append(f"{bullet}{'### ' if bullet else ''}{titles[status]} ({len(outcomes)}):")
+        heading = "#### " if fmt == "markdown" else ""
+        bullet = "- " if fmt == "markdown" else "  "
+        lines.append(f"{heading}{titles[status]} ({len(outcomes)}):")
         for outcome in outcomes:
-            text = f"  {outcome.summary}"
+            text = f"{bullet}{outcome.summary}"
             if outcome.message:
                 text += f": {outcome.message}"
             lines.append(_style(text, {"failed": "-", "done": "+"}.get(status, "~"), color))
     counts = {status: len(outcomes) for status, outcomes in groups.items()}
+    if result.interrupted:
+        lines.append("Apply was interrupted; run it again to converge.")
     lines.append(
         f"Apply {'complete' if result.ok else 'incomplete'}: {counts['done']} done, "
         f"{counts['failed']} failed, {counts['skipped']} skipped, "
-        f"{counts['not-started']} never started."
+        + (f"{counts['interrupted']} interrupted, " if counts["interrupted"] else "")
+        + f"{counts['not-started']} never started."
     )
     return redact("\n".join(lines) + "\n")

@@ -86,11 +86,6 @@ CASES: dict[str, Case] = {
     "nul-byte": Case(
         {"manifests/nul.yaml": _agent("nul", "  description: a\x00b\n")},
         ("manifests/nul.yaml:8:", "invalid YAML"),
-        known_bug=(
-            "BUG (kaizenctl/manifests/source.py): a control character is a yaml.ReaderError, "
-            "which has no problem_mark: the error points at 1:1 instead of line 8 and adds "
-            "PyYAML's raw 'in \"<unicode string>\", position N' line"
-        ),
     ),
     "python-tag": Case(
         {

@@ -424,11 +424,11 @@ def _yaml_problem(display: str, text: str, error: yaml.YAMLError) -> SourceProbl
     if isinstance(error, yaml.reader.ReaderError):
         # The reader knows only a character offset; turn it into a line and column.
         before = text[: error.position]
-        line = before.count("\n") + 1
+        line_number = before.count("\n") + 1
         column = error.position - (before.rfind("\n") + 1) + 1
         code = error.character if isinstance(error.character, int) else ord(error.character)
         return SourceProblem(
-            SourceLocation(display, line, column),
+            SourceLocation(display, line_number, column),
             "",
             f"invalid YAML: character U+{code:04X} is not allowed ({error.reason})",
         )

@@ -48,10 +48,11 @@ class KindInfo:
     references: tuple[Reference, ...] = ()
     # How a resource of this kind is identified; by name unless told otherwise.
     identity: Callable[[Resource], str] = field(default=lambda resource: resource.name)
-    # Live fields the server owns: never written, never compared.
-    server_owned: frozenset[str] = frozenset(
-        {"id", "organization_id", "created_by_id", "created_at", "updated_at"}
-    )
+    # Spec fields that are also the API object's own fields, compared one to one by plan,
+    # patched by apply and written by export (graphs and references are handled apart).
+    fields: tuple[str, ...] = ()
+    # Of those, the lists whose order means nothing (CONTRACT: `tools`, `actions`).
+    set_fields: frozenset[str] = frozenset()
     # What the identity means, for messages ("pipeline and environment"); None = the name.
     identity_label: str | None = None
     # Checks within one spec that a model cannot express (run by ``validate``).
@@ -83,12 +84,35 @@ def _deployment_identity(resource: Resource) -> str:
 KINDS: dict[str, KindInfo] = {
     info.kind: info
     for info in (
-        KindInfo("Agent", AgentSpec, rank=0),
-        KindInfo("Policy", PolicySpec, rank=0, checks=(policy_conditions,)),
+        KindInfo(
+            "Agent",
+            AgentSpec,
+            rank=0,
+            fields=(
+                "description",
+                "system_prompt",
+                "provider",
+                "model",
+                "temperature",
+                "max_tokens",
+                "tools",
+                "is_active",
+            ),
+            set_fields=frozenset({"tools"}),
+        ),
+        KindInfo(
+            "Policy",
+            PolicySpec,
+            rank=0,
+            checks=(policy_conditions,),
+            fields=("description", "effect", "resource_type", "actions", "conditions"),
+            set_fields=frozenset({"actions"}),
+        ),
         KindInfo(
             "Pipeline",
             PipelineSpec,
             rank=1,
+            fields=("description", "pattern", "status", "config"),
             references=(Reference("Agent", _node_agents),),
             checks=(pipeline_graph,),
         ),
@@ -101,18 +125,6 @@ KINDS: dict[str, KindInfo] = {
             identity_label="pipeline and environment",
             checks=(deployment_target,),
             set_checks=(promotion_source_exists,),
-            server_owned=frozenset(
-                {
-                    "id",
-                    "organization_id",
-                    "created_by_id",
-                    "created_at",
-                    "updated_at",
-                    "status",
-                    "pipeline_version",
-                    "gateway_id",
-                }
-            ),
         ),
     )
 }

@@ -16,14 +16,13 @@ resources show up as unmanaged in ``plan``, which is the truth.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kaizenctl.api.models import PipelineNode
 from kaizenctl.api.service import KaizenApi
@@ -37,13 +36,13 @@ from kaizenctl.manifests.models import (
     PipelineSpec,
     PolicySpec,
 )
+from kaizenctl.reconcile.diff import values_equal
 from kaizenctl.reconcile.live import LiveSnapshot, fetch_live
+from kaizenctl.reconcile.state import object_fields
 
 FOLDERS = {"Agent": "agents", "Pipeline": "pipelines", "Policy": "policies"}
 DEPLOYMENTS_FOLDER = "deployments"
 MAX_NAME_LENGTH = 63
-# The contract's defaults (CONTRACT.md): a field equal to one is left out.
-DEFAULT_TEMPERATURE = 0.7
 _NAME = re.compile(NAME_PATTERN)
 
 
@@ -53,6 +52,22 @@ class ExportResult:
 
     files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+def _written_fields(kind: str, live: BaseModel, model: type[BaseModel]) -> dict[str, Any]:
+    """A live object's fields as a manifest writes them: those equal to the default left out.
+
+    The defaults are the spec model's own (the contract's server defaults), so a
+    manifest written here plans as no change.
+    """
+    written: dict[str, Any] = {}
+    for name, value in object_fields(kind, live).items():
+        declared = model.model_fields[name]
+        if declared.is_required() or not values_equal(
+            value, declared.get_default(call_default_factory=True)
+        ):
+            written[name] = value
+    return written
 
 
 class _Dumper(yaml.SafeDumper):
@@ -146,37 +161,14 @@ class _Exporter:
 
     def agents(self) -> None:
         for agent in sorted(self.live.agents, key=lambda a: a.name):
-            spec: dict[str, Any] = {}
-            if agent.description is not None:
-                spec["description"] = agent.description
-            spec["system_prompt"] = agent.system_prompt
-            spec["provider"] = agent.provider
-            spec["model"] = agent.model
-            if not math.isclose(agent.temperature, DEFAULT_TEMPERATURE, abs_tol=1e-6):
-                spec["temperature"] = agent.temperature
-            if agent.max_tokens is not None:
-                spec["max_tokens"] = agent.max_tokens
-            if agent.tools:
-                spec["tools"] = sorted(set(agent.tools))
-            if not agent.is_active:
-                spec["is_active"] = False
+            spec = _written_fields("Agent", agent, AgentSpec)
             path = Path(FOLDERS["Agent"]) / f"{agent.name}.yaml"
             if self.add("Agent", agent.name, agent.id, spec, AgentSpec, path):
                 self.exported_agents.add(agent.name)
 
     def policies(self) -> None:
         for policy in sorted(self.live.policies, key=lambda p: p.name):
-            spec: dict[str, Any] = {}
-            if policy.description is not None:
-                spec["description"] = policy.description
-            spec["effect"] = policy.effect
-            spec["resource_type"] = policy.resource_type
-            spec["actions"] = sorted(set(policy.actions))
-            if policy.conditions:
-                spec["conditions"] = [
-                    {"attribute": c.attribute, "operator": c.operator, "value": c.value}
-                    for c in policy.conditions
-                ]
+            spec = _written_fields("Policy", policy, PolicySpec)
             path = Path(FOLDERS["Policy"]) / f"{policy.name}.yaml"
             self.add("Policy", policy.name, policy.id, spec, PolicySpec, path)
 
@@ -197,14 +189,7 @@ class _Exporter:
             if problems:
                 self.warn(f"{label} not exported: {'; '.join(problems)}")
                 continue
-            spec: dict[str, Any] = {}
-            if pipeline.description is not None:
-                spec["description"] = pipeline.description
-            spec["pattern"] = pipeline.pattern
-            if pipeline.status != "draft":
-                spec["status"] = pipeline.status
-            if pipeline.config:
-                spec["config"] = pipeline.config
+            spec = _written_fields("Pipeline", pipeline, PipelineSpec)
             if nodes:
                 spec["nodes"] = [self._node(node) for node in nodes]
             edges = [

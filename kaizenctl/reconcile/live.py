@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from kaizenctl.api.models import (
     Agent,
@@ -28,7 +27,7 @@ from kaizenctl.reconcile.state import (
     NodeState,
     ObjectState,
     State,
-    sort_set,
+    object_fields,
 )
 
 RUNNING_STATUSES = frozenset({"pending", "deploying", "active"})
@@ -64,41 +63,6 @@ def _check_unique(kind: str, items: Iterable[Agent | Pipeline | Policy]) -> None
             "kaizenctl identifies resources by name and will not guess: "
             "delete or rename the extra ones in the platform first"
         )
-
-
-def live_agent_fields(agent: Agent) -> dict[str, Any]:
-    return {
-        "description": agent.description,
-        "system_prompt": agent.system_prompt,
-        "provider": agent.provider,
-        "model": agent.model,
-        "temperature": agent.temperature,
-        "max_tokens": agent.max_tokens,
-        "tools": sort_set(agent.tools),
-        "is_active": agent.is_active,
-    }
-
-
-def live_pipeline_fields(pipeline: Pipeline) -> dict[str, Any]:
-    return {
-        "description": pipeline.description,
-        "pattern": pipeline.pattern,
-        "status": pipeline.status,
-        "config": pipeline.config,
-    }
-
-
-def live_policy_fields(policy: Policy) -> dict[str, Any]:
-    return {
-        "description": policy.description,
-        "effect": policy.effect,
-        "resource_type": policy.resource_type,
-        "actions": sort_set(policy.actions),
-        "conditions": [
-            {"attribute": c.attribute, "operator": c.operator, "value": c.value}
-            for c in policy.conditions
-        ],
-    }
 
 
 def unknown_agent_label(agent_id: str) -> str:
@@ -223,11 +187,11 @@ async def fetch_live(
     state = snapshot.state
     for agent in agents:
         state.of_kind("Agent")[agent.name] = ObjectState(
-            "Agent", agent.name, live_agent_fields(agent), live_id=agent.id
+            "Agent", agent.name, object_fields("Agent", agent), live_id=agent.id
         )
     for policy in policies:
         state.of_kind("Policy")[policy.name] = ObjectState(
-            "Policy", policy.name, live_policy_fields(policy), live_id=policy.id
+            "Policy", policy.name, object_fields("Policy", policy), live_id=policy.id
         )
     graph_by_id = {p.id: graph for p, graph in zip(scoped, graphs, strict=True)}
     for pipeline in pipelines:
@@ -240,7 +204,7 @@ async def fetch_live(
         state.of_kind("Pipeline")[pipeline.name] = ObjectState(
             "Pipeline",
             pipeline.name,
-            live_pipeline_fields(pipeline),
+            object_fields("Pipeline", pipeline),
             live_id=pipeline.id,
             graph=graph,
             version=pipeline.version,

@@ -11,13 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kaizenctl.manifests.models import (
-    AgentSpec,
-    DeploymentSpec,
-    PipelineSpec,
-    PolicySpec,
-    Resource,
-)
+from pydantic import BaseModel
+
+from kaizenctl.kinds import KINDS
+from kaizenctl.manifests.models import DeploymentSpec, PipelineSpec, Resource
 
 Fields = dict[str, Any]
 
@@ -102,44 +99,24 @@ class State:
         return self.objects.setdefault(kind, {})
 
 
-def sort_set(values: list[str]) -> list[str]:
-    """`tools` and `actions` are sets: compare them sorted, deduplicated."""
-    return sorted(set(values))
+def comparable(value: Any) -> Any:
+    """A field's value as plain data: nested models (policy conditions) become dicts."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(by_alias=True)
+    if isinstance(value, list):
+        return [comparable(item) for item in value]
+    return value
 
 
-def agent_fields(spec: AgentSpec) -> Fields:
-    return {
-        "description": spec.description,
-        "system_prompt": spec.system_prompt,
-        "provider": spec.provider,
-        "model": spec.model,
-        "temperature": spec.temperature,
-        "max_tokens": spec.max_tokens,
-        "tools": sort_set(spec.tools),
-        "is_active": spec.is_active,
-    }
-
-
-def pipeline_fields(spec: PipelineSpec) -> Fields:
-    return {
-        "description": spec.description,
-        "pattern": spec.pattern,
-        "status": spec.status,
-        "config": spec.config,
-    }
-
-
-def policy_fields(spec: PolicySpec) -> Fields:
-    return {
-        "description": spec.description,
-        "effect": spec.effect,
-        "resource_type": spec.resource_type,
-        "actions": sort_set(spec.actions),
-        "conditions": [
-            {"attribute": c.attribute, "operator": c.operator, "value": c.value}
-            for c in spec.conditions
-        ],
-    }
+def object_fields(kind: str, source: BaseModel) -> Fields:
+    """The compared fields of a spec or of a live API object: the same names on both sides."""
+    info = KINDS[kind]
+    fields: Fields = {}
+    for name in info.fields:
+        value = comparable(getattr(source, name))
+        # Sets (`tools`, `actions`) compare sorted and deduplicated.
+        fields[name] = sorted(set(value)) if name in info.set_fields else value
+    return fields
 
 
 def pipeline_graph(spec: PipelineSpec) -> GraphState:
@@ -164,22 +141,14 @@ def desired_state(resources: list[Resource]) -> State:
     state = State()
     for resource in resources:
         spec = resource.spec
-        if isinstance(spec, AgentSpec):
-            state.of_kind("Agent")[resource.name] = ObjectState(
-                "Agent", resource.name, agent_fields(spec), resource=resource
-            )
-        elif isinstance(spec, PolicySpec):
-            state.of_kind("Policy")[resource.name] = ObjectState(
-                "Policy", resource.name, policy_fields(spec), resource=resource
-            )
-        elif isinstance(spec, PipelineSpec):
-            state.of_kind("Pipeline")[resource.name] = ObjectState(
-                "Pipeline",
+        if isinstance(spec, DeploymentSpec):
+            state.deployment_specs[f"{spec.pipeline}/{spec.environment}"] = resource
+        else:
+            state.of_kind(resource.kind)[resource.name] = ObjectState(
+                resource.kind,
                 resource.name,
-                pipeline_fields(spec),
-                graph=pipeline_graph(spec),
+                object_fields(resource.kind, spec),
+                graph=pipeline_graph(spec) if isinstance(spec, PipelineSpec) else None,
                 resource=resource,
             )
-        elif isinstance(spec, DeploymentSpec):
-            state.deployment_specs[f"{spec.pipeline}/{spec.environment}"] = resource
     return state

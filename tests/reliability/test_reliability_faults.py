@@ -22,6 +22,7 @@ from reliability_support import (
 )
 
 from benchmarks.generate import SetShape, write_set
+from kaizenctl.manifests.models import Resource
 from kaizenctl.server.testing import RunningServer, running_server
 
 FAULTS: dict[str, object] = {
@@ -38,7 +39,7 @@ GENERATED = SetShape(agents=150, pipelines=40, nodes_per_pipeline=4, policies=90
 MAX_APPLIES = 5
 
 
-def _assert_converged_without_duplicates(server: RunningServer, resources: list) -> None:  # type: ignore[type-arg]
+def _assert_converged_without_duplicates(server: RunningServer, resources: list[Resource]) -> None:
     outcome = converge(server, resources, max_applies=MAX_APPLIES)
     assert outcome.converged, (
         f"no empty plan after {outcome.applies} applies; errors: {outcome.errors}"
@@ -50,6 +51,7 @@ def _assert_converged_without_duplicates(server: RunningServer, resources: list)
     assert again.converged
 
 
+@pytest.mark.timeout(60)
 def test_faults_actually_happen() -> None:
     """Guards the other tests: with these knobs the server really does refuse and drop."""
     resources = load(EXAMPLES)

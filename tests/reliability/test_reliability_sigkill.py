@@ -59,7 +59,8 @@ def _kill_after_writes(server: RunningServer, manifests: Path, writes: int) -> i
                 pytest.fail(f"the apply ended (exit {process.returncode}) before it was killed")
             if time.monotonic() > deadline:
                 pytest.fail("the apply never reached the write to kill it at")
-            time.sleep(0.005)
+            # Each look reads the whole log from the server in this process: not too often.
+            time.sleep(0.02)
         os.kill(process.pid, signal.SIGKILL)
         return process.wait(timeout=10)
     finally:

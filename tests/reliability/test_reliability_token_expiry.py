@@ -2,14 +2,15 @@
 
 Found by the fault suite (1-second tokens with 429s): the first apply of the
 300-resource set failed dozens of actions with "401 ... log in again" although
-the client had credentials, and only the next apply converged. This pins the
-race deterministically with ``httpx.MockTransport``:
+the client had credentials, and only the next apply converged. Fixed in
+kaizenctl/api/session.py (commit 66f439b); this stays as the regression test,
+pinning the race deterministically with ``httpx.MockTransport``:
 
 1. requests A and B are sent with token T1; B is refused first, renews to T2
    and succeeds; T2 then expires (time passes; with a 1 s TTL that is quick);
 2. A is refused with T1; another request renewed already, so A takes T2 as
    its "fresh" token without renewing; T2 is refused too, and the session
-   treats "401 straight after a renewal" as bad credentials and raises,
+   treated "401 straight after a renewal" as bad credentials and raised,
    although A's own renewal never happened and a new one would succeed.
 """
 

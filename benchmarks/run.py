@@ -444,24 +444,6 @@ def main(argv: list[str] | None = None) -> int:
                     apply=False,
                 )
             )
-        progress("experiment: the same apply with httpcore's failing sniffio import cached")
-        with server_process(latency_ms=latency_ms) as server:
-            # httpcore imports sniffio on every lock it makes; sniffio is not installed, so
-            # each attempt scans sys.path. A None entry makes the import fail at once.
-            sys.modules["sniffio"] = None  # type: ignore[assignment]
-            try:
-                rows.append(
-                    measure_library(
-                        "apply from empty (library, sniffio look-up cached)",
-                        server,
-                        manifests,
-                        apply_bounds(shape),
-                        parallelism,
-                        apply=True,
-                    )
-                )
-            finally:
-                del sys.modules["sniffio"]
     progress("measuring validate and --help")
     validate = measure_validate(3, options.validate_count)
     help_timings = measure_help(options.help_runs)

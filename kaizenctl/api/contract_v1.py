@@ -14,9 +14,13 @@ by re-posting blindly (``retry.create_at_most_once``):
 * create of an agent, pipeline or policy: list by name; found → that is ours;
 * new agent version: the versions listed just before sending are remembered; a
   version numbered above all of them is ours;
-* deploy, promote, rollback: the deployments of the target (pipeline,
-  environment) are listed just before sending. After a lost answer, a
-  deployment of that pair that was *not* in that list is a candidate; it must
+* deploy, promote, rollback: the ids of the target (pipeline, environment)'s
+  deployments are known before sending — from a listing this client already
+  made (``plan`` lists every deployment), else by listing the pair first. A
+  deployment someone else made after that listing, with the very version we
+  asked for, would be taken for ours; it is the state we asked for either
+  way. After a lost answer, a
+  deployment of that pair that was *not* known before is a candidate; it must
   carry the expected ``pipeline_version`` — the pipeline's current version for
   a deploy, the source's for a promote. (A rollback's version is the replaced
   deployment's, which a client cannot reliably tell from the list, so any new
@@ -288,9 +292,32 @@ class DeploymentsV1:
         self.session = session
         self._pipelines = pipelines
         self._lister = _Lister(session)
+        # Every deployment this client has read or made. A deployment's pipeline, environment
+        # and version never change, so what was seen answers "which are new?" and "what
+        # version does this source run?" without asking again.
+        self._seen: dict[str, Deployment] = {}
+        self._all_listed = False
+        self._listed_slots: set[tuple[str, str]] = set()
 
     def _item_path(self, deployment_id: str) -> str:
         return f"{self.path}/{_segment(deployment_id)}"
+
+    def _remember(self, deployment: Deployment) -> Deployment:
+        self._seen[deployment.id] = deployment
+        return deployment
+
+    def _known_ids(self, pipeline_id: str, environment: str) -> set[str] | None:
+        """Ids of the slot's deployments, if a complete listing of the slot was seen."""
+        if not self._all_listed and (pipeline_id, environment) not in self._listed_slots:
+            return None
+        return {
+            d.id
+            for d in self._seen.values()
+            if d.pipeline_id == pipeline_id and d.environment == environment
+        }
+
+    async def _source(self, deployment_id: str) -> Deployment:
+        return self._seen.get(deployment_id) or await self.get(deployment_id)
 
     async def list_all(
         self,
@@ -301,11 +328,18 @@ class DeploymentsV1:
     ) -> list[Deployment]:
         filters = {"pipeline_id": pipeline_id, "environment": environment, "status": status}
         params = {key: value for key, value in filters.items() if value is not None}
-        return await self._lister.list_all(self.path, Deployment, params)
+        found = await self._lister.list_all(self.path, Deployment, params)
+        for deployment in found:
+            self._remember(deployment)
+        if not params:
+            self._all_listed = True
+        elif pipeline_id is not None and environment is not None and status is None:
+            self._listed_slots.add((pipeline_id, environment))
+        return found
 
     async def get(self, deployment_id: str) -> Deployment:
         response = await self.session.request("GET", self._item_path(deployment_id))
-        return _parse(Deployment, self.session.decode(response), response)
+        return self._remember(_parse(Deployment, self.session.decode(response), response))
 
     async def deploy(self, pipeline_id: str, environment: str) -> Deployment:
         async def expected_version() -> int | None:
@@ -321,7 +355,7 @@ class DeploymentsV1:
         )
 
     async def promote(self, deployment_id: str, target_environment: str) -> Deployment:
-        source = await self.get(deployment_id)
+        source = await self._source(deployment_id)
 
         async def expected_version() -> int | None:
             return source.pipeline_version
@@ -336,7 +370,7 @@ class DeploymentsV1:
         )
 
     async def rollback(self, deployment_id: str) -> Deployment:
-        source = await self.get(deployment_id)
+        source = await self._source(deployment_id)
 
         async def expected_version() -> int | None:
             return None  # the replaced deployment's version; not knowable from the list
@@ -359,13 +393,15 @@ class DeploymentsV1:
         environment: str,
         expected_version: Callable[[], Awaitable[int | None]],
     ) -> Deployment:
-        before = {
-            d.id for d in await self.list_all(pipeline_id=pipeline_id, environment=environment)
-        }
+        before = self._known_ids(pipeline_id, environment)
+        if before is None:
+            before = {
+                d.id for d in await self.list_all(pipeline_id=pipeline_id, environment=environment)
+            }
 
         async def send() -> Deployment:
             response = await self.session.request(method, path, json=body)
-            return _parse(Deployment, self.session.decode(response), response)
+            return self._remember(_parse(Deployment, self.session.decode(response), response))
 
         async def find() -> Deployment | None:
             version = await expected_version()
@@ -375,7 +411,8 @@ class DeploymentsV1:
                 for d in now
                 if d.id not in before and (version is None or d.pipeline_version == version)
             ]
-            return _pick_new_deployment(candidates, method, self.session.full_path(path))
+            found = _pick_new_deployment(candidates, method, self.session.full_path(path))
+            return self._remember(found) if found is not None else None
 
         return await create_at_most_once(self.session.policy, send, find)
 

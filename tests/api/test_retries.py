@@ -16,7 +16,7 @@ from kaizenctl.api.errors import (
     ServerError,
     TransportError,
 )
-from kaizenctl.api.models import Agent
+from kaizenctl.api.models import Agent, Deployment
 from kaizenctl.api.retry import Disposition, RetryPolicy, classify_status, parse_retry_after
 
 AGENT = {"name": "triage", "system_prompt": "p", "provider": "openai", "model": "m"}
@@ -196,6 +196,28 @@ def test_a_lost_deploy_answer_is_found_in_the_deployments_list(
     deployment = with_api(fake, policy, lambda api: api.deployments.deploy("p-1", "staging"))
     assert deployment.pipeline_version == 3
     assert len(fake.deployments) == 1
+    assert fake.count("POST", "/deployments") == 1
+
+
+def test_after_a_full_listing_a_lost_deploy_is_resolved_without_listing_first(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    _seed_pipeline(fake)
+    # An older deployment of the pair, seen in the full listing, must not be taken for ours.
+    fake._new_deployment("p-1", "staging", 2)
+    fake.add_fault("POST", "/deployments", Fault("reset_after_commit"))
+
+    async def list_then_deploy(api: ContractV1Api) -> Deployment:
+        await api.deployments.list_all()
+        lists_before = fake.count("GET", "/deployments")
+        deployment = await api.deployments.deploy("p-1", "staging")
+        # one list only: the look-up after the lost answer, none before sending
+        assert fake.count("GET", "/deployments") == lists_before + 1
+        return deployment
+
+    deployment = with_api(fake, policy, list_then_deploy)
+    assert deployment.pipeline_version == 3
+    assert len(fake.deployments) == 2
     assert fake.count("POST", "/deployments") == 1
 
 

@@ -171,10 +171,13 @@ class FaultMiddleware:
         await self.app(scope, receive, hold)
         status = int(start["status"]) if start is not None else 500
         self.state.record(RequestLogEntry(method, path, status, dropped=True))
+        # A 204 may carry no body, so the truncated-body trick needs a status that may;
+        # the client never reads the status of an answer it cannot finish anyway.
+        wire_status = 200 if status == 204 else status
         await send(
             {
                 "type": "http.response.start",
-                "status": status,
+                "status": wire_status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
             }
         )

@@ -22,7 +22,7 @@ from kaizenctl.kinds import KINDS
 from kaizenctl.manifests.models import DeploymentSpec, Resource
 from kaizenctl.reconcile.layout import layered_positions
 from kaizenctl.reconcile.live import LiveSnapshot
-from kaizenctl.reconcile.plan import Action, FieldChange, Plan, Unmanaged
+from kaizenctl.reconcile.plan import Action, FieldChange, Plan, Unmanaged, Verb
 from kaizenctl.reconcile.state import DeploymentSlot, GraphState, NodeState, ObjectState, State
 
 # Servers may round floats (temperature 0.7 stored as a 32-bit float, say).
@@ -414,110 +414,103 @@ class _Builder:
     def _deployment(
         self, resource: Resource, spec: DeploymentSpec, slot: DeploymentSlot, target: int | None
     ) -> None:
-        label = f"{spec.pipeline}: {spec.environment}"
         current = slot.in_flight_version if slot.in_flight_id else slot.active_version
-        source = _source(resource)
         if target is not None and current == target:
             return
-        before = f"v{current}" if current is not None else "(none)"
-        after = f"v{target}" if target is not None else "(new version)"
-        base = {
-            "pipeline": spec.pipeline,
-            "environment": spec.environment,
-            "expected_version": target,
-            "deployment": resource.name,
-        }
-        changes = (FieldChange(field="pipeline_version", before=current, after=target),)
-        slot_id = spec.environment
         if spec.promote_from is not None:
             source_key = f"{spec.pipeline}/{spec.promote_from}"
-            depends = tuple(a for a in self._slot_action_ids(source_key) if a in self.actions)
-            self.add(
-                Action(
-                    id=action_id("promote", "Deployment", f"{spec.pipeline}/{slot_id}"),
-                    verb="promote",
-                    kind="Deployment",
-                    name=f"{spec.pipeline}/{spec.environment}",
-                    summary=f"{label} {before} → {after} (promote from {spec.promote_from})",
-                    changes=changes,
-                    depends_on=depends + tuple(self.pipeline_writes.get(spec.pipeline, [])),
-                    payload={**base, "source_environment": spec.promote_from},
-                    source=source,
-                )
+            self._slot_action(
+                "promote",
+                resource,
+                spec,
+                current,
+                target,
+                how=f"promote from {spec.promote_from}",
+                after=[a for a in self._slot_action_ids(source_key) if a in self.actions],
+                extra={"source_environment": spec.promote_from},
             )
-            return
-        if isinstance(spec.version, int):
-            if slot.active_id is not None and slot.replaced_version == target:
-                production = spec.environment == PRODUCTION
-                self.add(
-                    Action(
-                        id=action_id("rollback", "Deployment", f"{spec.pipeline}/{slot_id}"),
-                        verb="rollback",
-                        kind="Deployment",
-                        name=f"{spec.pipeline}/{spec.environment}",
-                        summary=f"{label} {before} → {after} (rollback)",
-                        changes=changes,
-                        depends_on=tuple(self.pipeline_writes.get(spec.pipeline, [])),
-                        live_id=slot.active_id,
-                        payload=base,
-                        requires_flag=ALLOW_PRODUCTION_ROLLBACK if production else None,
-                        warnings=(
-                            ("rolls back production: apply needs " + ALLOW_PRODUCTION_ROLLBACK,)
-                            if production
-                            else ()
-                        ),
-                        source=source,
-                    )
-                )
-                return
-            if slot.active_id is None and self._pipeline_version(spec.pipeline) == target:
-                self._deploy(resource, spec, label, before, after, base, changes)
-                return
-            reachable = []
-            if slot.replaced_version is not None and slot.active_id is not None:
-                reachable.append(f"v{slot.replaced_version} by rollback")
-            latest = self._pipeline_version(spec.pipeline)
-            if latest is not None:
-                reachable.append(f"v{latest} with `version: latest`")
-            where = resource.location_of("version")
-            self.errors.append(
-                f"{where}: Deployment/{resource.name}: version: v{target} is not reachable: "
-                f"{spec.environment} runs {before}; reachable: "
-                f"{', '.join(reachable) or 'nothing'} (promote_from reaches what an earlier "
-                "environment runs)"
+        elif not isinstance(spec.version, int):
+            self._slot_action("deploy", resource, spec, current, target, how="deploy")
+        elif slot.active_id is not None and slot.replaced_version == target:
+            self._slot_action(
+                "rollback", resource, spec, current, target, how="rollback", live_id=slot.active_id
             )
-            return
-        self._deploy(resource, spec, label, before, after, base, changes)
+        elif slot.active_id is None and self._pipeline_version(spec.pipeline) == target:
+            self._slot_action("deploy", resource, spec, current, target, how="deploy")
+        else:
+            self._unreachable(resource, spec, slot, current, target)
 
-    def _deploy(
+    def _slot_action(
         self,
+        verb: Verb,
         resource: Resource,
         spec: DeploymentSpec,
-        label: str,
-        before: str,
-        after: str,
-        base: dict[str, Any],
-        changes: tuple[FieldChange, ...],
+        current: int | None,
+        target: int | None,
+        *,
+        how: str,
+        after: list[str] | None = None,
+        live_id: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
+        """One deploy, promote or rollback of a (pipeline, environment), shown as people say it."""
+        key = f"{spec.pipeline}/{spec.environment}"
+        production = spec.environment == PRODUCTION
         warnings: tuple[str, ...] = ()
-        if spec.environment == PRODUCTION and spec.pipeline in self.changed_pipelines:
+        requires_flag = None
+        if verb == "rollback" and production:
+            requires_flag = ALLOW_PRODUCTION_ROLLBACK
+            warnings = (f"rolls back production: apply needs {ALLOW_PRODUCTION_ROLLBACK}",)
+        elif verb == "deploy" and production and spec.pipeline in self.changed_pipelines:
             warnings = (
                 "deploys a pipeline change straight to production, not by promotion "
                 "(consider `promote_from: staging`)",
             )
+        before = f"v{current}" if current is not None else "(none)"
+        after_version = f"v{target}" if target is not None else "(new version)"
         self.add(
             Action(
-                id=action_id("deploy", "Deployment", f"{spec.pipeline}/{spec.environment}"),
-                verb="deploy",
+                id=action_id(verb, "Deployment", key),
+                verb=verb,
                 kind="Deployment",
-                name=f"{spec.pipeline}/{spec.environment}",
-                summary=f"{label} {before} → {after} (deploy)",
-                changes=changes,
-                depends_on=tuple(self.pipeline_writes.get(spec.pipeline, [])),
-                payload=base,
+                name=key,
+                summary=f"{spec.pipeline}: {spec.environment} {before} → {after_version} ({how})",
+                changes=(FieldChange(field="pipeline_version", before=current, after=target),),
+                depends_on=tuple((after or []) + self.pipeline_writes.get(spec.pipeline, [])),
+                live_id=live_id,
+                payload={
+                    "pipeline": spec.pipeline,
+                    "environment": spec.environment,
+                    "expected_version": target,
+                    "deployment": resource.name,
+                    **(extra or {}),
+                },
                 warnings=warnings,
+                requires_flag=requires_flag,
                 source=_source(resource),
             )
+        )
+
+    def _unreachable(
+        self,
+        resource: Resource,
+        spec: DeploymentSpec,
+        slot: DeploymentSlot,
+        current: int | None,
+        target: int | None,
+    ) -> None:
+        reachable = []
+        if slot.replaced_version is not None and slot.active_id is not None:
+            reachable.append(f"v{slot.replaced_version} by rollback")
+        latest = self._pipeline_version(spec.pipeline)
+        if latest is not None:
+            reachable.append(f"v{latest} with `version: latest`")
+        runs = f"v{current}" if current is not None else "(none)"
+        self.errors.append(
+            f"{resource.location_of('version')}: Deployment/{resource.name}: "
+            f"version: v{target} is not reachable: {spec.environment} runs {runs}; "
+            f"reachable: {', '.join(reachable) or 'nothing'} "
+            "(promote_from reaches what an earlier environment runs)"
         )
 
     def _slot_action_ids(self, key: str) -> list[str]:

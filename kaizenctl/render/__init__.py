@@ -304,6 +304,16 @@ def _escape(text: str) -> str:
     return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
+# The JSON key of each outcome list ("interrupted" alone is the top-level flag).
+_RESULT_KEYS = {
+    "done": "done",
+    "failed": "failed",
+    "skipped": "skipped",
+    "interrupted": "interrupted_actions",
+    "not-started": "not_started",
+}
+
+
 def render_apply(result: ApplyResult, fmt: Format = "text", *, color: bool = False) -> str:
     groups = {
         status: result.with_status(status)
@@ -316,7 +326,7 @@ def render_apply(result: ApplyResult, fmt: Format = "text", *, color: bool = Fal
             "ok": result.ok,
             "interrupted": result.interrupted,
             **{
-                status.replace("-", "_"): [o.model_dump() for o in outcomes]
+                _RESULT_KEYS[status]: [o.model_dump() for o in outcomes]
                 for status, outcomes in groups.items()
             },
         }

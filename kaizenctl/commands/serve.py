@@ -106,8 +106,8 @@ def _is_loopback(host: str) -> bool:
     default=0.0,
     show_default=True,
     help=(
-        "Share of writes (POST/PUT/PATCH/DELETE) that are committed and then answered by "
-        "a dropped connection."
+        "Share of successful writes (POST/PUT/PATCH/DELETE) that are committed and then "
+        "answered by a dropped connection."
     ),
 )
 @click.option(

@@ -35,7 +35,10 @@ class FaultKnobs(BaseModel):
         0.0,
         ge=0,
         le=1,
-        description="Share of writes committed, then answered by a dropped connection.",
+        description=(
+            "Share of successful writes committed, then answered by a dropped connection "
+            "(a refused write commits nothing and is answered as usual)."
+        ),
     )
     access_token_ttl_s: float = Field(3600.0, gt=0, description="Lifetime of access tokens.")
     page_size_cap: int | None = Field(None, ge=1, description="Cap on items per page.")
@@ -161,15 +164,20 @@ class FaultMiddleware:
         # Run the route to completion (its transaction commits), hold its answer,
         # then send a head that promises more body than will ever come and stop:
         # the server closes the connection and the client sees a transport error.
-        start: Message | None = None
+        held: list[Message] = []
 
         async def hold(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                start = message
+            held.append(message)
 
         await self.app(scope, receive, hold)
+        start = next((m for m in held if m["type"] == "http.response.start"), None)
         status = int(start["status"]) if start is not None else 500
+        if status >= 400:
+            # A refused write committed nothing: there is no "after commit" to lose.
+            for message in held:
+                await send(message)
+            self.state.record(RequestLogEntry(method, path, status))
+            return
         self.state.record(RequestLogEntry(method, path, status, dropped=True))
         # A 204 may carry no body, so the truncated-body trick needs a status that may;
         # the client never reads the status of an answer it cannot finish anyway.

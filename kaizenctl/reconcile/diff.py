@@ -23,7 +23,14 @@ from kaizenctl.manifests.models import DeploymentSpec, Resource
 from kaizenctl.reconcile.layout import layered_positions
 from kaizenctl.reconcile.live import LiveSnapshot
 from kaizenctl.reconcile.plan import Action, FieldChange, Plan, Unmanaged, Verb
-from kaizenctl.reconcile.state import DeploymentSlot, GraphState, NodeState, ObjectState, State
+from kaizenctl.reconcile.state import (
+    DeploymentSlot,
+    EdgeKey,
+    GraphState,
+    NodeState,
+    ObjectState,
+    State,
+)
 
 # Servers may round floats (temperature 0.7 stored as a 32-bit float, say).
 FLOAT_TOLERANCE = 1e-6
@@ -214,13 +221,12 @@ def graph_drawing(desired: GraphState, live: GraphState | None) -> dict[str, Any
                 "mark": node_mark(node_id),
             }
         )
-    edges = [
-        {"source": e.source, "target": e.target, "mark": "added" if e not in live.edges else "same"}
-        for e in sorted(desired.edges)
-    ] + [
-        {"source": e.source, "target": e.target, "mark": "removed"}
-        for e in sorted(live.edges - desired.edges)
-    ]
+    def edge(e: EdgeKey, mark: str) -> dict[str, Any]:
+        handles = "→".join(h for h in (e.source_handle, e.target_handle) if h)
+        return {"source": e.source, "target": e.target, "handles": handles, "mark": mark}
+
+    edges = [edge(e, "added" if e not in live.edges else "same") for e in sorted(desired.edges)]
+    edges += [edge(e, "removed") for e in sorted(live.edges - desired.edges)]
     return {"nodes": nodes, "edges": edges}
 
 

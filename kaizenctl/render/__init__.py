@@ -226,7 +226,8 @@ def _mermaid(action: Action) -> list[str]:
     link_styles = []
     for index, edge in enumerate(drawing["edges"]):
         arrow = {"added": "==>", "removed": "-.->"}.get(edge["mark"], "-->")
-        label = {"added": "|added|", "removed": "|removed|"}.get(edge["mark"], "")
+        words = [w for w in (edge.get("handles"), edge["mark"]) if w and w != "same"]
+        label = f"|{_escape(' '.join(words))}|" if words else ""
         lines.append(
             f"    {_mermaid_id(edge['source'])} {arrow}{label} {_mermaid_id(edge['target'])}"
         )

@@ -51,7 +51,7 @@ def main() -> int:
     if job == "test":
         for step in (
             [BIN / "ruff", "check", "kaizenctl", "tests", "benchmarks", "dev.py"],
-            [BIN / "mypy", "kaizenctl"],
+            [BIN / "mypy", "kaizenctl", "tests", "benchmarks"],
             [BIN / "python", "-m", "pytest", "-q", "-n", "2", *extra],
         ):
             code = _run(*step)

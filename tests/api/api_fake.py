@@ -185,28 +185,28 @@ class FakeKaizen:
             obj.setdefault("actions", ["read"])
             store[obj["id"]] = obj
             return httpx.Response(201, json=obj)
-        obj = store.get(parts[1])
-        if obj is None:
+        found = store.get(parts[1])
+        if found is None:
             return _error(404, "Not found")
         if len(parts) == 3 and parts[2] == "versions":
-            versions = self.versions.setdefault(obj["id"], [])
+            versions = self.versions.setdefault(found["id"], [])
             if method == "POST":
                 version = {
                     "id": f"v-{next(self.ids)}",
-                    "agent_id": obj["id"],
+                    "agent_id": found["id"],
                     "version": len(versions) + 1,
-                    "snapshot": dict(obj),
+                    "snapshot": dict(found),
                 }
                 versions.append(version)
                 return httpx.Response(201, json=version)
             return httpx.Response(200, json=list(reversed(versions)))
         if method == "GET":
-            return httpx.Response(200, json=obj)
+            return httpx.Response(200, json=found)
         if method == "PATCH":
-            obj.update(json.loads(request.content))
-            return httpx.Response(200, json=obj)
+            found.update(json.loads(request.content))
+            return httpx.Response(200, json=found)
         if method == "DELETE":
-            del store[obj["id"]]
+            del store[found["id"]]
             return httpx.Response(204)
         return _error(405, "Method Not Allowed")
 
@@ -254,7 +254,7 @@ class FakeKaizen:
         return _error(405, "Method Not Allowed")
 
     def _new_deployment(self, pipeline_id: str, environment: str, version: int) -> httpx.Response:
-        deployment = {
+        deployment: dict[str, Any] = {
             "id": f"dep-{next(self.ids)}",
             "pipeline_id": pipeline_id,
             "pipeline_version": version,

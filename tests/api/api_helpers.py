@@ -6,12 +6,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from api_fake import EMAIL, PASSWORD, FakeKaizen
-
 from kaizenctl.api.connect import connect_v1
 from kaizenctl.api.contract_v1 import ContractV1Api
 from kaizenctl.api.retry import RetryPolicy
 from kaizenctl.api.settings import ConnectionSettings
+from tests.api.api_fake import EMAIL, PASSWORD, FakeKaizen
 
 T = TypeVar("T")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from api_fake import FakeKaizen
-from api_helpers import FakeClock
 
 from kaizenctl.api.retry import RetryPolicy
 from kaizenctl.redact import clear_secrets
+from tests.api.api_fake import FakeKaizen
+from tests.api.api_helpers import FakeClock
 
 
 @pytest.fixture(autouse=True)

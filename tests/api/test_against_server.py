@@ -14,7 +14,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from api_helpers import run
 
 from kaizenctl.api.connect import connect_v1
 from kaizenctl.api.contract_v1 import ContractV1Api
@@ -24,6 +23,7 @@ from kaizenctl.api.models import Graph, GraphEdge, GraphNode
 from kaizenctl.api.retry import RetryPolicy
 from kaizenctl.api.settings import ConnectionSettings
 from kaizenctl.server.testing import RunningServer
+from tests.api.api_helpers import run
 
 pytestmark = pytest.mark.timeout(120)
 

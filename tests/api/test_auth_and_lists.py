@@ -6,8 +6,6 @@ import asyncio
 
 import httpx
 import pytest
-from api_fake import PASSWORD, FakeKaizen, Fault
-from api_helpers import FakeClock, password_settings, run, token_settings, with_api
 
 from kaizenctl.api.connect import connect_v1, open_api
 from kaizenctl.api.contract_v1 import ContractV1Api
@@ -20,6 +18,8 @@ from kaizenctl.api.errors import (
 )
 from kaizenctl.api.models import Agent, Graph, GraphEdge, GraphNode, User
 from kaizenctl.api.retry import RetryPolicy
+from tests.api.api_fake import PASSWORD, FakeKaizen, Fault
+from tests.api.api_helpers import FakeClock, password_settings, run, token_settings, with_api
 
 AGENT = {"name": "triage", "system_prompt": "p", "provider": "openai", "model": "m"}
 

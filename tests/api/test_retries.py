@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from api_fake import FakeKaizen, Fault
-from api_helpers import FakeClock, with_api
 
 from kaizenctl.api.contract_v1 import ContractV1Api
 from kaizenctl.api.errors import (
@@ -18,6 +16,8 @@ from kaizenctl.api.errors import (
 )
 from kaizenctl.api.models import Agent, Deployment
 from kaizenctl.api.retry import Disposition, RetryPolicy, classify_status, parse_retry_after
+from tests.api.api_fake import FakeKaizen, Fault
+from tests.api.api_helpers import FakeClock, with_api
 
 AGENT = {"name": "triage", "system_prompt": "p", "provider": "openai", "model": "m"}
 
@@ -290,9 +290,8 @@ def test_an_httpx_error_outside_the_transport_family_is_still_ours(
     async def scenario(api: ContractV1Api) -> object:
         return await api.agents.list_all()
 
-    from api_helpers import run, token_settings
-
     from kaizenctl.api.connect import connect_v1
+    from tests.api.api_helpers import run, token_settings
 
     async def main() -> None:
         api = await connect_v1(token_settings(), transport=httpx.MockTransport(boom), policy=policy)

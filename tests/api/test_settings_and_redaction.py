@@ -11,8 +11,6 @@ from pathlib import Path
 
 import click
 import pytest
-from api_fake import EMAIL, PASSWORD, FakeKaizen, Fault
-from api_helpers import password_settings, token_settings, with_api
 from click.testing import CliRunner
 
 from kaizenctl.api.contract_v1 import ContractV1Api
@@ -23,6 +21,8 @@ from kaizenctl.api.session import tls_verification
 from kaizenctl.api.settings import ConnectionSettings, settings_from_env
 from kaizenctl.commands.options import connection_options, settings_from_options
 from kaizenctl.errors import UsageError
+from tests.api.api_fake import EMAIL, PASSWORD, FakeKaizen, Fault
+from tests.api.api_helpers import password_settings, token_settings, with_api
 
 
 @pytest.fixture

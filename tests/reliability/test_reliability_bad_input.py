@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from reliability_support import EXAMPLES, cli_env, run_cli
 
 from kaizenctl.server.testing import RunningServer, running_server
+from tests.reliability.reliability_support import EXAMPLES, cli_env, run_cli
 
 HEADER = "apiVersion: kaizen.io/v1\n"
 AGENT_SPEC = "spec:\n  system_prompt: p\n  provider: openai\n  model: m\n"
@@ -224,7 +224,7 @@ def _write_case(folder: Path, case: Case) -> None:
     [
         pytest.param(
             name,
-            marks=[pytest.mark.xfail(strict=True, reason=CASES[name].known_bug)]
+            marks=[pytest.mark.xfail(strict=True, reason=CASES[name].known_bug or "")]
             if CASES[name].known_bug
             else [],
         )

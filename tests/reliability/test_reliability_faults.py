@@ -11,9 +11,14 @@ is empty.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from reliability_support import (
+
+from benchmarks.generate import SetShape, write_set
+from kaizenctl.manifests.models import Resource
+from kaizenctl.server.testing import RunningServer, running_server
+from tests.reliability.reliability_support import (
     EXAMPLES,
     converge,
     duplicate_problems,
@@ -21,11 +26,7 @@ from reliability_support import (
     load,
 )
 
-from benchmarks.generate import SetShape, write_set
-from kaizenctl.manifests.models import Resource
-from kaizenctl.server.testing import RunningServer, running_server
-
-FAULTS: dict[str, object] = {
+FAULTS: dict[str, Any] = {
     "rate_429": 0.2,
     "rate_503": 0.1,
     "rate_drop_after_commit": 0.1,

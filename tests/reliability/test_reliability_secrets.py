@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from reliability_support import CliRun, cli_env, run_cli
 
 from kaizenctl.server.testing import RunningServer, running_server
+from tests.reliability.reliability_support import CliRun, cli_env, run_cli
 
 MANIFESTS = """\
 apiVersion: kaizen.io/v1

@@ -17,7 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_support import (
+
+from benchmarks.generate import SetShape, write_set
+from kaizenctl.server.testing import RunningServer, running_server
+from tests.reliability.reliability_support import (
     CLI_TIMEOUT_S,
     KAIZENCTL,
     cli_env,
@@ -26,9 +29,6 @@ from reliability_support import (
     load,
     run_cli,
 )
-
-from benchmarks.generate import SetShape, write_set
-from kaizenctl.server.testing import RunningServer, running_server
 
 # 135 resources: ~230 requests for a first apply, about 1.5 s at 20 ms and parallelism 4.
 SHAPE = SetShape(agents=60, pipelines=15, nodes_per_pipeline=4, policies=45, deployments=15)

@@ -24,6 +24,8 @@ import httpx
 PREFIX = "/api/v1"
 EMAIL = "ops@example.com"
 PASSWORD = "correct-horse-battery"
+# The fields of a minimal valid agent create.
+AGENT = {"name": "triage", "system_prompt": "p", "provider": "openai", "model": "m"}
 
 
 @dataclass
@@ -209,6 +211,17 @@ class FakeKaizen:
             del store[found["id"]]
             return httpx.Response(204)
         return _error(405, "Method Not Allowed")
+
+    def seed_agents(self, count: int) -> None:
+        """Agents agent-000 … that exist before a test starts."""
+        for n in range(count):
+            self.agents[f"a-{n:03d}"] = {
+                "id": f"a-{n:03d}",
+                "name": f"agent-{n:03d}",
+                "system_prompt": "p",
+                "provider": "openai",
+                "model": "m",
+            }
 
     def _now(self) -> str:
         return f"2025-01-01T00:00:{next(self.clock):02d}Z"

@@ -18,27 +18,14 @@ from kaizenctl.api.errors import (
 )
 from kaizenctl.api.models import Agent, Graph, GraphEdge, GraphNode, User
 from kaizenctl.api.retry import RetryPolicy
-from tests.api.api_fake import PASSWORD, FakeKaizen, Fault
+from tests.api.api_fake import AGENT, PASSWORD, FakeKaizen, Fault
 from tests.api.api_helpers import FakeClock, password_settings, run, token_settings, with_api
-
-AGENT = {"name": "triage", "system_prompt": "p", "provider": "openai", "model": "m"}
-
-
-def _seed_agents(fake: FakeKaizen, count: int) -> None:
-    for n in range(count):
-        fake.agents[f"a-{n:03d}"] = {
-            "id": f"a-{n:03d}",
-            "name": f"agent-{n:03d}",
-            "system_prompt": "p",
-            "provider": "openai",
-            "model": "m",
-        }
 
 
 def test_one_refresh_serves_twenty_concurrent_requests(
     fake: FakeKaizen, policy: RetryPolicy
 ) -> None:
-    _seed_agents(fake, 20)
+    fake.seed_agents(20)
     fake.delay = 0.01  # keep the twenty in flight together
     fake.expire_access_tokens()
 
@@ -103,7 +90,7 @@ def test_a_lost_refresh_answer_without_credentials_says_to_log_in_again(
 def test_a_refused_refresh_under_load_is_tried_once_not_by_every_waiter(
     fake: FakeKaizen, policy: RetryPolicy
 ) -> None:
-    _seed_agents(fake, 10)
+    fake.seed_agents(10)
     fake.delay = 0.01
     fake.expire_access_tokens()
     fake.refresh_tokens.clear()
@@ -137,7 +124,7 @@ def test_lists_follow_total_pages_when_the_server_caps_page_size(
     policy: RetryPolicy,
 ) -> None:
     fake = FakeKaizen(page_size_cap=7)
-    _seed_agents(fake, 23)
+    fake.seed_agents(23)
     agents = with_api(fake, policy, lambda api: api.agents.list_all())
     assert [a.name for a in agents] == [f"agent-{n:03d}" for n in range(23)]
     pages = [r for r in fake.requests if r.url.path == "/api/v1/agents"]
@@ -153,7 +140,7 @@ def test_an_empty_list_is_one_request(fake: FakeKaizen, policy: RetryPolicy) -> 
 def test_no_more_than_parallelism_requests_are_in_flight(
     fake: FakeKaizen, policy: RetryPolicy
 ) -> None:
-    _seed_agents(fake, 30)
+    fake.seed_agents(30)
     fake.delay = 0.005
 
     async def scenario(api: ContractV1Api) -> list[Agent]:

@@ -16,27 +16,14 @@ from kaizenctl.api.errors import (
 )
 from kaizenctl.api.models import Agent, Deployment
 from kaizenctl.api.retry import Disposition, RetryPolicy, classify_status, parse_retry_after
-from tests.api.api_fake import FakeKaizen, Fault
+from tests.api.api_fake import AGENT, FakeKaizen, Fault
 from tests.api.api_helpers import FakeClock, with_api
-
-AGENT = {"name": "triage", "system_prompt": "p", "provider": "openai", "model": "m"}
-
-
-def _seed_agents(fake: FakeKaizen, count: int) -> None:
-    for n in range(count):
-        fake.agents[f"a-{n:03d}"] = {
-            "id": f"a-{n:03d}",
-            "name": f"agent-{n:03d}",
-            "system_prompt": "p",
-            "provider": "openai",
-            "model": "m",
-        }
 
 
 def test_a_429_at_request_n_is_waited_out_for_retry_after(
     fake: FakeKaizen, policy: RetryPolicy, clock: FakeClock
 ) -> None:
-    _seed_agents(fake, 1)
+    fake.seed_agents(1)
     fake.add_fault("GET", "/agents/a-000", Fault("answer", 429, {"Retry-After": "3"}))
 
     async def scenario(api: ContractV1Api) -> Agent:
@@ -154,7 +141,7 @@ def test_a_lost_create_found_twice_by_name_refuses_to_guess(
 def test_a_delete_whose_answer_was_lost_counts_404_on_retry_as_done(
     fake: FakeKaizen, policy: RetryPolicy
 ) -> None:
-    _seed_agents(fake, 1)
+    fake.seed_agents(1)
     fake.add_fault("DELETE", "/agents/a-000", Fault("reset_after_commit"))
     with_api(fake, policy, lambda api: api.agents.delete("a-000"))
     assert fake.agents == {}
@@ -171,7 +158,7 @@ def test_a_delete_of_something_missing_is_still_not_found(
 def test_a_lost_agent_version_answer_is_resolved_from_the_versions_list(
     fake: FakeKaizen, policy: RetryPolicy
 ) -> None:
-    _seed_agents(fake, 1)
+    fake.seed_agents(1)
     fake.versions["a-000"] = [{"id": "v-0", "agent_id": "a-000", "version": 1, "snapshot": {}}]
     fake.add_fault("POST", "/agents/a-000/versions", Fault("reset_after_commit"))
     version = with_api(fake, policy, lambda api: api.agents.create_version("a-000"))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from kaizenctl.server.testing import RunningServer, running_server
+from tests.paths import EXAMPLES
 
 
 @pytest.fixture
@@ -20,3 +23,11 @@ def server() -> Iterator[RunningServer]:
 def server_url(server: RunningServer) -> str:
     """The base URL of ``server`` (without ``/api/v1``)."""
     return server.url
+
+
+@pytest.fixture
+def examples(tmp_path: Path) -> Path:
+    """A private copy of examples/manifests that a test may edit."""
+    folder = tmp_path / "manifests"
+    shutil.copytree(EXAMPLES, folder)
+    return folder

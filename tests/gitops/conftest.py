@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -17,7 +15,6 @@ from kaizenctl.api.settings import ConnectionSettings
 from kaizenctl.cli import main
 from kaizenctl.server.testing import RunningServer, running_server
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "manifests"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 T = TypeVar("T")
 
@@ -62,14 +59,6 @@ class GitOps:
             for entry in self.server.request_log()
             if entry.method in WRITE_METHODS and "/auth/" not in entry.path
         ]
-
-
-@pytest.fixture
-def examples(tmp_path: Path) -> Path:
-    """A private copy of examples/manifests that a test may edit."""
-    folder = tmp_path / "manifests"
-    shutil.copytree(EXAMPLES, folder)
-    return folder
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import yaml
 
 from kaizenctl.kinds import KINDS
 from kaizenctl.manifests import schema
+from tests.paths import EXAMPLES
 
 HERE = Path(__file__).parent
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "manifests"
 
 
 def documents(path: Path) -> list[dict[str, Any]]:

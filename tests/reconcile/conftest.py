@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kaizenctl.server.testing import running_server
-from tests.reconcile.harness import EXAMPLES, Kaizen
-
-
-@pytest.fixture
-def examples(tmp_path: Path) -> Path:
-    """A private copy of examples/manifests that a test may edit."""
-    folder = tmp_path / "manifests"
-    shutil.copytree(EXAMPLES, folder)
-    return folder
+from tests.reconcile.harness import Kaizen
 
 
 @pytest.fixture

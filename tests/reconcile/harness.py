@@ -22,7 +22,6 @@ from kaizenctl.reconcile import (
 )
 from kaizenctl.server.testing import RunningServer
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "manifests"
 T = TypeVar("T")
 
 

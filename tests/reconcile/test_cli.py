@@ -9,7 +9,7 @@ import pytest
 
 from kaizenctl.cli import main
 from kaizenctl.server.testing import RunningServer
-from tests.reconcile.harness import EXAMPLES
+from tests.paths import EXAMPLES
 
 
 @pytest.fixture

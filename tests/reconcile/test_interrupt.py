@@ -11,7 +11,8 @@ import time
 import pytest
 
 from kaizenctl.server.testing import running_server
-from tests.reconcile.harness import EXAMPLES, Kaizen
+from tests.paths import EXAMPLES
+from tests.reconcile.harness import Kaizen
 
 
 @pytest.mark.timeout(120)

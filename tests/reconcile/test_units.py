@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +23,7 @@ from kaizenctl.reconcile.state import (
 )
 from kaizenctl.redact import MASK
 from kaizenctl.render import render_plan
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "manifests"
+from tests.paths import EXAMPLES
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,6 @@ from kaizenctl.reconcile import ApplyOptions, apply_async, plan_async
 from kaizenctl.server.testing import RunningServer
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples" / "manifests"
 KAIZENCTL = Path(sys.executable).with_name("kaizenctl")
 # Every CLI run in these suites is bounded, so a hang fails the test instead of CI.
 CLI_TIMEOUT_S = 120.0

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from kaizenctl.server.testing import RunningServer, running_server
-from tests.reliability.reliability_support import EXAMPLES, cli_env, run_cli
+from tests.paths import EXAMPLES
+from tests.reliability.reliability_support import cli_env, run_cli
 
 HEADER = "apiVersion: kaizen.io/v1\n"
 AGENT_SPEC = "spec:\n  system_prompt: p\n  provider: openai\n  model: m\n"

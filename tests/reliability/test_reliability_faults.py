@@ -18,8 +18,8 @@ import pytest
 from benchmarks.generate import SetShape, write_set
 from kaizenctl.manifests.models import Resource
 from kaizenctl.server.testing import RunningServer, running_server
+from tests.paths import EXAMPLES
 from tests.reliability.reliability_support import (
-    EXAMPLES,
     converge,
     duplicate_problems,
     inventory,

@@ -112,7 +112,8 @@ def command(
                 plan, live = await load_saved_plan(api, plan_file)
             else:
                 plan, live = await plan_with_progress(api, resources, options, settings.api_url)
-            click.echo(render_plan(plan, fmt, color=use_color()), nl=False)
+            # JSON: one document per line (the plan, then the result), so a pipe can split them.
+            click.echo(render_plan(plan, fmt, color=use_color(), json_lines=True), nl=False)
             if not plan.has_changes:
                 return None
             check_flags(plan, allowed)
@@ -136,7 +137,7 @@ def command(
     result = asyncio.run(run())
     if result is None:
         return
-    click.echo(render_apply(result, fmt, color=use_color()), nl=False)
+    click.echo(render_apply(result, fmt, color=use_color(), json_lines=True), nl=False)
     if result.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
     if not result.ok:

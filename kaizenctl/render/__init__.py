@@ -79,9 +79,12 @@ def _action_header(action: Action) -> str:
     return f"{VERB_SYMBOLS[action.verb]} {action.summary}"
 
 
-def render_plan(plan: Plan, fmt: Format = "text", *, color: bool = False) -> str:
+def render_plan(
+    plan: Plan, fmt: Format = "text", *, color: bool = False, json_lines: bool = False
+) -> str:
+    """The plan in ``fmt``; ``json_lines`` puts a JSON document on one line (for apply)."""
     if fmt == "json":
-        return redact(json.dumps(plan_to_json(plan), indent=2, sort_keys=False, default=str))
+        return redact(_json(plan_to_json(plan), json_lines))
     if fmt == "markdown":
         return redact(_plan_markdown(plan))
     return redact(_plan_text(plan, color))
@@ -315,7 +318,15 @@ _RESULT_KEYS = {
 }
 
 
-def render_apply(result: ApplyResult, fmt: Format = "text", *, color: bool = False) -> str:
+def _json(document: dict[str, Any], json_lines: bool) -> str:
+    if json_lines:
+        return json.dumps(document, default=str, separators=(",", ":")) + "\n"
+    return json.dumps(document, indent=2, default=str) + "\n"
+
+
+def render_apply(
+    result: ApplyResult, fmt: Format = "text", *, color: bool = False, json_lines: bool = False
+) -> str:
     groups = {
         status: result.with_status(status)
         for status in ("done", "failed", "skipped", "interrupted", "not-started")
@@ -331,7 +342,7 @@ def render_apply(result: ApplyResult, fmt: Format = "text", *, color: bool = Fal
                 for status, outcomes in groups.items()
             },
         }
-        return redact(json.dumps(data, indent=2))
+        return redact(_json(data, json_lines))
     lines: list[str] = []
     titles = {
         "done": "Done",

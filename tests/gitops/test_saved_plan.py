@@ -97,9 +97,9 @@ def test_fresh_saved_plan_applies_exactly_its_actions(
     applied = gitops.cli("apply", "--plan", str(plan_file), "--auto-approve", "--format", "json")
 
     assert applied.code == 0, applied.err
-    report = json.loads(
-        applied.out[applied.out.index('{\n  "format_version": 1,\n  "type": "apply') :]
-    )
+    plan_line, result_line = applied.out.splitlines()  # JSON Lines: plan, then result
+    assert json.loads(plan_line)["type"] == "plan"
+    report = json.loads(result_line)
     assert [o["action_id"] for o in report["done"]] == saved_ids
     assert saved_ids == ["update:Agent/triage"]
 

@@ -122,3 +122,16 @@ def test_a_failed_apply_exits_1_and_reports_what_happened(
     assert "Failed (1):" in out
     assert "Skipped (a dependency failed) (2):" in out
     assert "Apply incomplete: 7 done, 1 failed, 2 skipped, 0 never started." in out
+
+
+def test_apply_json_is_one_document_per_line(
+    env: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["apply", "--auto-approve", "--format", "json", str(EXAMPLES)]) == 0
+
+    plan_line, result_line = capsys.readouterr().out.splitlines()
+    assert json.loads(plan_line)["type"] == "plan"
+    result = json.loads(result_line)
+    assert result["type"] == "apply-result"
+    assert result["ok"] is True
+    assert len(result["done"]) == 19

@@ -269,3 +269,33 @@ def test_edges_compare_by_their_four_fields() -> None:
     a = EdgeKey("x", "y", "out", None)
     assert a == EdgeKey("x", "y", "out", None)
     assert a != EdgeKey("x", "y", None, None)
+
+
+class _TwoAgentsNamedAlike:
+    """Just enough of KaizenApi for fetch_live: a server that does not enforce unique names."""
+
+    class _Lists:
+        def __init__(self, items: list[Any]) -> None:
+            self.items = items
+
+        async def list_all(self) -> list[Any]:
+            return self.items
+
+    def __init__(self) -> None:
+        from kaizenctl.api.models import Agent
+
+        twin = {"system_prompt": "p", "provider": "openai", "model": "m", "name": "triage"}
+        self.agents = self._Lists([Agent(id="a-1", **twin), Agent(id="a-2", **twin)])
+        self.pipelines = self._Lists([])
+        self.policies = self._Lists([])
+        self.deployments = self._Lists([])
+
+
+def test_live_state_with_two_resources_of_one_name_is_refused_with_both_ids() -> None:
+    import asyncio
+
+    from kaizenctl.errors import PlanError
+    from kaizenctl.reconcile.live import fetch_live
+
+    with pytest.raises(PlanError, match=r"Agent/triage has ids a-1, a-2"):
+        asyncio.run(fetch_live(_TwoAgentsNamedAlike()))  # type: ignore[arg-type]

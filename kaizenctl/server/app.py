@@ -223,6 +223,34 @@ E409: dict[int | str, dict[str, Any]] = {**E404, 409: {"model": schemas.ErrorOut
 E409_ONLY: dict[int | str, dict[str, Any]] = {**E401, 409: {"model": schemas.ErrorOut}}
 
 
+def write_patch(
+    conn: sqlite3.Connection,
+    table: str,
+    org_id: str,
+    row_id: str,
+    current: dict[str, Any],
+    changes: dict[str, Any],
+    *,
+    encode: dict[str, Callable[[Any], Any]] | None = None,
+    bump_version: bool = False,
+) -> bool:
+    """Store the PATCHed fields that differ from ``current``; False when none do (a no-op)."""
+    changed = {k: v for k, v in changes.items() if current[k] != v}
+    if not changed:
+        return False
+    if "name" in changed:
+        _unique_name(conn, table, org_id, changed["name"], row_id)
+    for column, to_column in (encode or {}).items():
+        if column in changed:
+            changed[column] = to_column(changed[column])
+    changed["updated_at"] = iso()
+    if bump_version:
+        changed["version"] = current["version"] + 1
+    assignments = ", ".join(f"{column} = ?" for column in changed)
+    conn.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", [*changed.values(), row_id])
+    return True
+
+
 def _unique_name(conn: sqlite3.Connection, table: str, org_id: str, name: str, own_id: str) -> None:
     row = conn.execute(
         f"SELECT id FROM {table} WHERE organization_id = ? AND name = ? AND id != ?",
@@ -426,20 +454,16 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         changes = patch_changes(body)
         with db.transaction() as conn:
             current = _agent(get_agent(conn, caller, agent_id))
-            changed = {k: v for k, v in changes.items() if current[k] != v}
-            if not changed:
+            if not write_patch(
+                conn,
+                "agents",
+                caller.organization_id,
+                agent_id,
+                current,
+                changes,
+                encode={"tools": dumps, "is_active": int},
+            ):
                 return current
-            if "name" in changed:
-                _unique_name(conn, "agents", caller.organization_id, changed["name"], agent_id)
-            if "tools" in changed:
-                changed["tools"] = dumps(changed["tools"])
-            if "is_active" in changed:
-                changed["is_active"] = int(changed["is_active"])
-            changed["updated_at"] = iso()
-            assignments = ", ".join(f"{column} = ?" for column in changed)
-            conn.execute(
-                f"UPDATE agents SET {assignments} WHERE id = ?", [*changed.values(), agent_id]
-            )
             return _agent(get_agent(conn, caller, agent_id))
 
     @app.delete(f"{API}/agents/{{agent_id}}", status_code=204, tags=["agents"], responses=E409)
@@ -588,21 +612,17 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         changes = patch_changes(body)
         with db.transaction() as conn:
             current = _pipeline(get_pipeline(conn, caller, pipeline_id))
-            changed = {k: v for k, v in changes.items() if current[k] != v}
-            if not changed:
+            if not write_patch(
+                conn,
+                "pipelines",
+                caller.organization_id,
+                pipeline_id,
+                current,
+                changes,
+                encode={"config": dumps},
+                bump_version=True,
+            ):
                 return current  # a no-op PATCH leaves version alone
-            if "name" in changed:
-                _unique_name(
-                    conn, "pipelines", caller.organization_id, changed["name"], pipeline_id
-                )
-            if "config" in changed:
-                changed["config"] = dumps(changed["config"])
-            changed["updated_at"] = iso()
-            changed["version"] = current["version"] + 1
-            assignments = ", ".join(f"{column} = ?" for column in changed)
-            conn.execute(
-                f"UPDATE pipelines SET {assignments} WHERE id = ?", [*changed.values(), pipeline_id]
-            )
             return _pipeline(get_pipeline(conn, caller, pipeline_id))
 
     @app.delete(
@@ -1088,19 +1108,16 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         changes = patch_changes(body)
         with db.transaction() as conn:
             current = _policy(get_policy(conn, caller, policy_id))
-            changed = {k: v for k, v in changes.items() if current[k] != v}
-            if not changed:
+            if not write_patch(
+                conn,
+                "policies",
+                caller.organization_id,
+                policy_id,
+                current,
+                changes,
+                encode={"actions": dumps, "conditions": dumps},
+            ):
                 return current
-            if "name" in changed:
-                _unique_name(conn, "policies", caller.organization_id, changed["name"], policy_id)
-            for column in ("actions", "conditions"):
-                if column in changed:
-                    changed[column] = dumps(changed[column])
-            changed["updated_at"] = iso()
-            assignments = ", ".join(f"{column} = ?" for column in changed)
-            conn.execute(
-                f"UPDATE policies SET {assignments} WHERE id = ?", [*changed.values(), policy_id]
-            )
             return _policy(get_policy(conn, caller, policy_id))
 
     @app.delete(f"{API}/policies/{{policy_id}}", status_code=204, tags=["policies"], responses=E404)

@@ -26,6 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.types import ASGIApp
 
+from kaizenctl.api.models import DeploymentStatus, Effect, Environment, PipelineStatus, Provider
 from kaizenctl.server import auth, schemas
 from kaizenctl.server.db import Database
 from kaizenctl.server.faults import FaultMiddleware, FaultPatch, FaultState
@@ -382,7 +383,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         lists: Lists,
         sort_by: NamedSort | None = None,
         status: Literal["active", "inactive", "draft"] | None = None,
-        provider: schemas.Provider | None = None,
+        provider: Provider | None = None,
     ) -> dict[str, Any]:
         query = ListQuery(sort_by=sort_by, **lists)
         filters: dict[str, object] = {"provider": provider}
@@ -548,7 +549,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         caller: Caller,
         lists: Lists,
         sort_by: NamedSort | None = None,
-        status: schemas.PipelineStatus | None = None,
+        status: PipelineStatus | None = None,
     ) -> dict[str, Any]:
         query = ListQuery(sort_by=sort_by, **lists)
         with db.transaction() as conn:
@@ -870,8 +871,8 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         caller: Caller,
         lists: Lists,
         sort_by: TimeSort | None = None,
-        environment: schemas.Environment | None = None,
-        status: schemas.DeploymentStatus | None = None,
+        environment: Environment | None = None,
+        status: DeploymentStatus | None = None,
         pipeline_id: str | None = None,
     ) -> dict[str, Any]:
         query = ListQuery(sort_by=sort_by, **lists)
@@ -1044,7 +1045,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         caller: Caller,
         lists: Lists,
         sort_by: NamedSort | None = None,
-        effect: schemas.Effect | None = None,
+        effect: Effect | None = None,
         resource_type: str | None = None,
     ) -> dict[str, Any]:
         query = ListQuery(sort_by=sort_by, **lists)

@@ -22,14 +22,19 @@ from pydantic import (
     model_validator,
 )
 
-Provider = Literal["openai", "anthropic", "azure", "ollama"]
-PipelineStatus = Literal["draft", "active", "archived"]
-NodeType = Literal["agent", "supervisor", "router", "synthesizer", "connector"]
-Environment = Literal["development", "staging", "production"]
-DeploymentStatus = Literal["pending", "deploying", "active", "failed", "stopped"]
-Effect = Literal["allow", "deny"]
-Operator = Literal["eq", "ne", "gt", "lt", "in", "contains", "regex"]
-LogLevel = Literal["debug", "info", "warn", "error"]
+from kaizenctl.api.models import (
+    ConditionOperator,
+    DeploymentStatus,
+    Effect,
+    Environment,
+    LogLevel,
+    NodeType,
+    PipelineStatus,
+    Provider,
+)
+
+# The contract's enums are declared once, beside the client's models of the same objects.
+Operator = ConditionOperator
 SortOrder = Literal["asc", "desc"]
 
 

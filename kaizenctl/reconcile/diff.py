@@ -247,7 +247,6 @@ class _Builder:
     options: PlanOptions
     actions: dict[str, Action] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
     unmanaged: list[Unmanaged] = field(default_factory=list)
     # Pipeline name -> ids of actions that must finish before it is deployed.
     pipeline_writes: dict[str, list[str]] = field(default_factory=dict)
@@ -621,7 +620,6 @@ class _Builder:
         return Plan(
             actions=tuple(_ordered(actions)),
             unmanaged=tuple(sorted(unmanaged, key=lambda u: (u.kind, u.name))),
-            warnings=tuple(self.warnings),
             prune=self.options.prune,
         )
 

@@ -16,7 +16,6 @@ from kaizenctl.reconcile.apply import (
     DEFAULT_DEPLOY_TIMEOUT,
     ApplyResult,
     ProgressCallback,
-    check_flags,
     execute_plan,
 )
 from kaizenctl.reconcile.diff import PlanOptions, build_plan
@@ -87,6 +86,6 @@ async def apply_async(
 ) -> tuple[Plan, ApplyResult]:
     """Plan, then execute that plan. Refuses guarded actions before any write."""
     plan, live = await plan_async(api, resources, plan_options)
-    check_flags(plan, (options or ApplyOptions()).allowed_flags)
+    # execute_plan refuses guarded actions before its first write.
     result = await apply_plan_async(api, plan, live, options, on_progress=on_progress)
     return plan, result

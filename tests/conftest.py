@@ -8,14 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from kaizenctl.server.testing import RunningServer, running_server
+from kaizenctl.server.testing import ManualClock, RunningServer, running_server
 from tests.paths import EXAMPLES
 
 
 @pytest.fixture
-def server() -> Iterator[RunningServer]:
+def server_clock() -> ManualClock:
+    """The server's time in a test marked ``manual_clock``: move it, never sleep."""
+    return ManualClock()
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest, server_clock: ManualClock) -> Iterator[RunningServer]:
     """A fresh in-memory server with the development user registered."""
-    with running_server() as live:
+    clock = server_clock if request.node.get_closest_marker("manual_clock") else None
+    with running_server(clock=clock) as live:
         yield live
 
 

@@ -121,8 +121,22 @@ class OutcomeUnknownError(TransportError):
     """A non-idempotent request was sent and its answer lost: it may or may not have happened.
 
     Raised to the dialect, which resolves it by looking the result up (never by
-    sending the request again blindly).
+    sending the request again blindly). ``retry_after`` is the server's
+    ``Retry-After`` when it answered (a 503), to wait before sending again.
     """
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        status: int | None = None,
+        detail: str = "",
+        *,
+        hint: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(method, path, status, detail, hint=hint)
 
 
 class DuplicateNameError(ApiError):

@@ -2,21 +2,24 @@
 
 What happens to a request depends on what the server could have done with it:
 
-* **Not processed** — a 429 or 503 answer, or a connection that never opened.
-  Any request, a POST included, may simply be sent again after waiting. A 429
-  (and a 503 that carries one) is waited out for ``Retry-After`` seconds, capped
-  at ``retry_after_cap``; otherwise the wait is exponential backoff with full
-  jitter.
+* **Not processed** — a 429 answer, or a connection that never opened. Any
+  request, a POST included, may simply be sent again after waiting. A 429 is
+  waited out for ``Retry-After`` seconds, capped at ``retry_after_cap``;
+  otherwise the wait is exponential backoff with full jitter.
 * **Maybe processed** — the answer was lost (reset connection, read timeout),
-  or a proxy answered 502 or 504. GET, PUT, PATCH and DELETE are idempotent and
-  are sent again (a DELETE answering 404 on such a retry counts as done). A
-  POST is never sent again blindly: the session raises ``OutcomeUnknownError``
-  and ``create_at_most_once`` looks the result up first, posting again only
-  when it is not there.
+  or the server answered 503 (CONTRACT.md: it may have taken effect) or a proxy
+  502 or 504. GET, PUT, PATCH and DELETE are idempotent and are sent again (a
+  DELETE answering 404 on such a retry counts as done). A POST is never sent
+  again blindly: the session raises ``OutcomeUnknownError`` and
+  ``create_at_most_once`` looks the result up first, posting again only when it
+  is not there (after the 503's ``Retry-After``, if it gave one).
 * **Processed** — any other answer (2xx, 4xx, 500): never retried here.
 
-Every wait counts against one time budget per request (``total_budget``), so a
-server that keeps answering 429 turns into an error rather than a hung CI job.
+Retries count against ``max_attempts``, except a 429's ``Retry-After`` wait: that
+is the server pacing us, not a failure, so six 429s in a row must not use up the
+attempts a flaky connection needs. Every wait, counted or not, comes out of one
+time budget per request (``total_budget``), so a server that keeps answering
+429 turns into an error rather than a hung CI job.
 ``sleep``, ``clock`` and ``random`` are injectable so tests run in no time.
 """
 
@@ -46,10 +49,11 @@ class Disposition(enum.Enum):
     MAYBE_DONE = "maybe_done"  # may have been processed: only idempotent requests are re-sent
 
 
-# 503 means the server (or its proxy) refused before doing anything; 502/504 mean a
-# proxy lost its way to the server, which may have acted already.
-_NOT_PROCESSED_STATUSES = frozenset({429, 503})
-_MAYBE_PROCESSED_STATUSES = frozenset({502, 504})
+# 429 is a refusal before any work. A 503 may come from a server that committed and then
+# failed to answer (CONTRACT.md), and 502/504 from a proxy that lost its way to a server
+# which may have acted already.
+_NOT_PROCESSED_STATUSES = frozenset({429})
+_MAYBE_PROCESSED_STATUSES = frozenset({502, 503, 504})
 
 
 def classify_status(status: int) -> Disposition:
@@ -110,12 +114,21 @@ class RetryBudget:
         self.started = started
         self.retries = 0
 
-    def next_delay(self, retry_after: float | None = None) -> float | None:
-        """How long to wait before the next attempt, or None when the budget is spent."""
+    def next_delay(
+        self, retry_after: float | None = None, *, server_paced: bool = False
+    ) -> float | None:
+        """How long to wait before the next attempt, or None when the budget is spent.
+
+        ``server_paced``: the wait is a 429's ``Retry-After``; it does not count as an
+        attempt, only against the time budget. A ``Retry-After`` below ``base_delay``
+        ("now") is counted anyway, so a server saying "retry now" forever cannot spin us.
+        """
         policy = self.policy
-        if self.retries + 1 >= policy.max_attempts:
-            return None
-        self.retries += 1
+        uncounted = server_paced and retry_after is not None and retry_after >= policy.base_delay
+        if not uncounted:
+            if self.retries + 1 >= policy.max_attempts:
+                return None
+            self.retries += 1
         if retry_after is not None:
             delay = min(retry_after, policy.retry_after_cap)
         else:
@@ -138,22 +151,23 @@ async def create_at_most_once(
 
     ``send`` performs the request (the session already re-sends it when the
     server said it did not process it). When its answer is lost
-    (``OutcomeUnknownError``), ``find`` looks for what the request would have
-    made; if found, that is the result, otherwise the request is sent again
-    after a backoff. A 409 after a lost answer also triggers the look-up: the
-    first attempt may have landed after the look-up ran.
+    (``OutcomeUnknownError``, a 503 included), ``find`` looks for what the
+    request would have made; if found, that is the result, otherwise the request
+    is sent again after a backoff (or the 503's ``Retry-After``). A 409 after a
+    lost answer also triggers the look-up: the first attempt may have landed
+    after the look-up ran.
     """
     budget = policy.begin()
     answer_lost = False
     while True:
         try:
             return await send()
-        except OutcomeUnknownError:
+        except OutcomeUnknownError as exc:
             answer_lost = True
             found = await find()
             if found is not None:
                 return found
-            delay = budget.next_delay()
+            delay = budget.next_delay(exc.retry_after)
             if delay is None:
                 raise
             await budget.wait(delay)

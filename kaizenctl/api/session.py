@@ -211,6 +211,7 @@ class ApiSession:
                 maybe_done_before = maybe_done_before or disposition is Disposition.MAYBE_DONE
                 _log.info("%s %s: %s; retrying in %.2fs", method, shown_path, detail, delay)
                 await budget.wait(delay)
+                refusals = 0
                 continue
             except httpx.HTTPError as exc:
                 raise TransportError(method, shown_path, None, str(exc)) from None
@@ -231,22 +232,26 @@ class ApiSession:
                 # The earlier attempt did what we asked; its answer was lost.
                 return response
             disposition = classify_status(status)
+            retry_after = None
+            if status in (429, 503):
+                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
             if disposition is Disposition.MAYBE_DONE and not idempotent:
                 raise OutcomeUnknownError(
                     method,
                     shown_path,
                     status,
                     f"{response.reason_phrase}; the request may have taken effect",
+                    retry_after=retry_after,
                 )
             if disposition is not Disposition.DONE:
-                retry_after = None
-                if status in (429, 503):
-                    retry_after = _parse_retry_after(response.headers.get("Retry-After"))
-                delay = budget.next_delay(retry_after)
+                delay = budget.next_delay(retry_after, server_paced=status == 429)
                 if delay is not None:
                     maybe_done_before = maybe_done_before or disposition is Disposition.MAYBE_DONE
                     _log.info("%s %s: %d; retrying in %.2fs", method, shown_path, status, delay)
                     await budget.wait(delay)
+                    # A token may expire during a wait: a 401 after it is a new refusal,
+                    # not the same one again.
+                    refusals = 0
                     continue
             raise self._error(method, shown_path, response)
 

@@ -111,6 +111,16 @@ def _is_loopback(host: str) -> bool:
     ),
 )
 @click.option(
+    "--rate-503-after-commit",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help=(
+        "Share of successful writes that are committed and then answered 503 (with "
+        "Retry-After): the client cannot tell the write happened."
+    ),
+)
+@click.option(
     "--access-token-ttl-s",
     type=click.FloatRange(min=0, min_open=True),
     default=3600.0,

@@ -16,7 +16,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import Body as BodyParam
@@ -39,11 +39,16 @@ Loc = Sequence[str | int]
 
 @dataclass
 class ServerState:
-    """Everything a running server holds: its database and its fault knobs."""
+    """Everything a running server holds: its database, its fault knobs and its clock.
+
+    ``clock`` (epoch seconds) drives token expiry and the deployment life cycle, so a
+    test can move time instead of sleeping through it.
+    """
 
     db: Database
     faults: FaultState = field(default_factory=FaultState)
     secret: str = ""
+    clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
         with self.db.transaction() as conn:
@@ -283,7 +288,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"}
         if creds is None:
             raise HTTPException(401, "Not authenticated", headers=headers)
-        found = auth.read_access_token(state.secret, creds.credentials)
+        found = auth.read_access_token(state.secret, creds.credentials, now=state.clock())
         if found is None:
             raise HTTPException(401, "Invalid or expired access token", headers=headers)
         return found
@@ -295,8 +300,8 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         who = auth.Principal(user["id"], user["organization_id"])
         ttl = state.faults.knobs.access_token_ttl_s
         return {
-            "access_token": auth.issue_access_token(state.secret, who, ttl),
-            "refresh_token": auth.issue_refresh_token(conn, user["id"]),
+            "access_token": auth.issue_access_token(state.secret, who, ttl, now=state.clock()),
+            "refresh_token": auth.issue_refresh_token(conn, user["id"], now=state.clock()),
             "token_type": "bearer",
         }
 
@@ -335,7 +340,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
     )
     def refresh(body: schemas.RefreshIn) -> dict[str, str]:
         with db.transaction() as conn:
-            user_id = auth.use_refresh_token(conn, body.refresh_token)
+            user_id = auth.use_refresh_token(conn, body.refresh_token, now=state.clock())
             user = (
                 conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
                 if user_id
@@ -632,7 +637,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
     def delete_pipeline(caller: Caller, pipeline_id: str) -> Response:
         with db.transaction() as conn:
             get_pipeline(conn, caller, pipeline_id)
-            advance(conn)
+            advance(conn, state.clock())
             live = conn.execute(
                 "SELECT count(*) FROM deployments WHERE pipeline_id = ? AND status IN (?, ?, ?)",
                 (pipeline_id, *LIVE_STATUSES),
@@ -809,7 +814,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         config: dict[str, Any],
         why: str,
     ) -> dict[str, Any]:
-        deployment_id, now = new_id(), time.time()
+        deployment_id, now = new_id(), state.clock()
         # A newer deployment supersedes an unsettled one for the same slot.
         for old in conn.execute(
             "SELECT id FROM deployments WHERE pipeline_id = ? AND environment = ? "
@@ -882,7 +887,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
             "pipeline_id": pipeline_id,
         }
         with db.transaction() as conn:
-            advance(conn)
+            advance(conn, state.clock())
             return list_page(
                 conn,
                 "deployments",
@@ -909,7 +914,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
             ).fetchone()
             if pipeline is None:
                 raise invalid([(("body", "pipeline_id"), f"no pipeline {body.pipeline_id!r}")])
-            advance(conn)
+            advance(conn, state.clock())
             return start_deployment(
                 conn,
                 caller,
@@ -928,7 +933,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
     )
     def read_deployment(caller: Caller, deployment_id: str) -> dict[str, Any]:
         with db.transaction() as conn:
-            advance(conn)
+            advance(conn, state.clock())
             return _deployment(get_deployment(conn, caller, deployment_id))
 
     @app.delete(
@@ -939,10 +944,10 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
     )
     def undeploy(caller: Caller, deployment_id: str) -> Response:
         with db.transaction() as conn:
-            advance(conn)
+            advance(conn, state.clock())
             row = get_deployment(conn, caller, deployment_id)
             if row["status"] in LIVE_STATUSES:
-                now = time.time()
+                now = state.clock()
                 conn.execute(
                     "UPDATE deployments SET status = 'stopped', updated_at = ? WHERE id = ?",
                     (iso(now), deployment_id),
@@ -958,7 +963,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
     )
     def deployment_logs(caller: Caller, deployment_id: str) -> list[dict[str, Any]]:
         with db.transaction() as conn:
-            advance(conn)
+            advance(conn, state.clock())
             get_deployment(conn, caller, deployment_id)
             rows = conn.execute(
                 "SELECT timestamp, level, message FROM deployment_logs WHERE deployment_id = ? "
@@ -976,7 +981,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
     )
     def promote(caller: Caller, deployment_id: str, body: schemas.PromoteIn) -> dict[str, Any]:
         with db.transaction() as conn:
-            advance(conn)
+            advance(conn, state.clock())
             source = get_deployment(conn, caller, deployment_id)
             if source["status"] != "active":
                 raise conflict(
@@ -1008,7 +1013,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
     )
     def rollback(caller: Caller, deployment_id: str) -> dict[str, Any]:
         with db.transaction() as conn:
-            advance(conn)
+            advance(conn, state.clock())
             source = get_deployment(conn, caller, deployment_id)
             if source["status"] != "active" or source["replaced_id"] is None:
                 raise conflict("rollback needs an active deployment that replaced another")
@@ -1166,10 +1171,7 @@ def add_admin_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.get("/admin/requests", include_in_schema=False)
     def read_requests() -> list[dict[str, Any]]:
-        return [
-            {"method": e.method, "path": e.path, "status": e.status, "dropped": e.dropped}
-            for e in state.faults.entries()
-        ]
+        return [asdict(e) for e in state.faults.entries()]
 
     @app.delete("/admin/requests", status_code=204, include_in_schema=False)
     def clear_requests() -> Response:

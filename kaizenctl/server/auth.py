@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import secrets
 import sqlite3
-import time
 from dataclasses import dataclass
 
 import jwt
@@ -56,8 +55,7 @@ class Principal:
     organization_id: str
 
 
-def issue_access_token(secret: str, principal: Principal, ttl_s: float) -> str:
-    now = time.time()
+def issue_access_token(secret: str, principal: Principal, ttl_s: float, *, now: float) -> str:
     claims = {
         "sub": principal.user_id,
         "org": principal.organization_id,
@@ -69,16 +67,17 @@ def issue_access_token(secret: str, principal: Principal, ttl_s: float) -> str:
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def read_access_token(secret: str, token: str) -> Principal | None:
+def read_access_token(secret: str, token: str, *, now: float) -> Principal | None:
     """The principal of a valid, unexpired access token, else None."""
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"])
+        # Time is the server's clock (a test may move it), not PyJWT's: skip its iat check.
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_iat": False})
     except jwt.PyJWTError:
         return None
     expiry = claims.get("exp_f")
     if claims.get("typ") != "access" or not isinstance(expiry, int | float):
         return None
-    if time.time() >= expiry:
+    if now >= expiry:
         return None
     return Principal(str(claims.get("sub")), str(claims.get("org")))
 
@@ -87,22 +86,22 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_refresh_token(conn: sqlite3.Connection, user_id: str) -> str:
+def issue_refresh_token(conn: sqlite3.Connection, user_id: str, *, now: float) -> str:
     token = secrets.token_urlsafe(32)
     conn.execute(
         "INSERT INTO refresh_tokens (token_hash, user_id, revoked, expires_at) VALUES (?, ?, 0, ?)",
-        (_token_hash(token), user_id, time.time() + REFRESH_TTL_S),
+        (_token_hash(token), user_id, now + REFRESH_TTL_S),
     )
     return token
 
 
-def use_refresh_token(conn: sqlite3.Connection, token: str) -> str | None:
+def use_refresh_token(conn: sqlite3.Connection, token: str, *, now: float) -> str | None:
     """Spend a refresh token: its user id if it was live (it is dead afterwards), else None."""
     row = conn.execute(
         "SELECT user_id, revoked, expires_at FROM refresh_tokens WHERE token_hash = ?",
         (_token_hash(token),),
     ).fetchone()
-    if row is None or row["revoked"] or row["expires_at"] <= time.time():
+    if row is None or row["revoked"] or row["expires_at"] <= now:
         return None
     conn.execute(
         "UPDATE refresh_tokens SET revoked = 1 WHERE token_hash = ?", (_token_hash(token),)

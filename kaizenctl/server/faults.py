@@ -2,8 +2,9 @@
 
 The middleware sits outside the FastAPI app so that a faulted request (429,
 503) never reaches a route: it has no side effect. A dropped answer is the
-opposite: the route runs and commits, and only then is the answer cut off, so
-the client meets exactly the "did my write happen?" case CONTRACT.md warns of.
+opposite: the route runs and commits, and only then is the answer cut off (or
+replaced by a 503), so the client meets exactly the "did my write happen?" case
+CONTRACT.md warns of.
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ class FaultKnobs(BaseModel):
             "(a refused write commits nothing and is answered as usual)."
         ),
     )
+    rate_503_after_commit: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Share of successful writes committed, then answered 503 with Retry-After "
+            "(as an overloaded proxy or server may; CONTRACT.md: a 503 may have taken effect)."
+        ),
+    )
     access_token_ttl_s: float = Field(3600.0, gt=0, description="Lifetime of access tokens.")
     page_size_cap: int | None = Field(None, ge=1, description="Cap on items per page.")
     deploy_step_s: float = Field(
@@ -58,6 +68,7 @@ class FaultPatch(BaseModel):
     retry_after_s: float | None = None
     rate_503: float | None = None
     rate_drop_after_commit: float | None = None
+    rate_503_after_commit: float | None = None
     access_token_ttl_s: float | None = None
     page_size_cap: int | None = None
     deploy_step_s: float | None = None
@@ -70,6 +81,8 @@ class RequestLogEntry:
     path: str
     status: int
     dropped: bool = False
+    # The status the client was sent instead of ``status`` (a 503 after commit).
+    replaced_with: int | None = None
 
 
 class FaultState:
@@ -142,8 +155,14 @@ class FaultMiddleware:
             and knobs.rate_drop_after_commit > 0
             and self.state.draw() < knobs.rate_drop_after_commit
         )
+        refuse_after = (
+            not drop
+            and method in WRITE_METHODS
+            and knobs.rate_503_after_commit > 0
+            and self.state.draw() < knobs.rate_503_after_commit
+        )
         status = 500
-        if not drop:
+        if not drop and not refuse_after:
 
             async def send_and_note(message: Message) -> None:
                 nonlocal status
@@ -156,14 +175,23 @@ class FaultMiddleware:
             finally:
                 self.state.record(RequestLogEntry(method, path, status))
             return
-        await self._run_and_drop(scope, receive, send, method, path)
+        await self._run_and_lose(
+            scope, receive, send, method, path, knobs if refuse_after else None
+        )
 
-    async def _run_and_drop(
-        self, scope: Scope, receive: Receive, send: Send, method: str, path: str
+    async def _run_and_lose(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        method: str,
+        path: str,
+        refuse_with_503: FaultKnobs | None,
     ) -> None:
-        # Run the route to completion (its transaction commits), hold its answer,
-        # then send a head that promises more body than will ever come and stop:
-        # the server closes the connection and the client sees a transport error.
+        # Run the route to completion (its transaction commits) and hold its answer.
+        # Then either answer 503 instead, or send a head that promises more body than
+        # will ever come and stop: the server closes the connection and the client sees
+        # a transport error.
         held: list[Message] = []
 
         async def hold(message: Message) -> None:
@@ -177,6 +205,10 @@ class FaultMiddleware:
             for message in held:
                 await send(message)
             self.state.record(RequestLogEntry(method, path, status))
+            return
+        if refuse_with_503 is not None:
+            self.state.record(RequestLogEntry(method, path, status, replaced_with=503))
+            await self._refuse(send, 503, "Service unavailable", refuse_with_503.retry_after_s)
             return
         self.state.record(RequestLogEntry(method, path, status, dropped=True))
         # A 204 may carry no body, so the truncated-body trick needs a status that may;

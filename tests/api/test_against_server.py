@@ -22,7 +22,7 @@ from kaizenctl.api.httplog import configure_logging
 from kaizenctl.api.models import Graph, GraphEdge, GraphNode
 from kaizenctl.api.retry import RetryPolicy
 from kaizenctl.api.settings import ConnectionSettings
-from kaizenctl.server.testing import RunningServer
+from kaizenctl.server.testing import ManualClock, RunningServer
 from tests.api.api_helpers import run
 
 pytestmark = pytest.mark.timeout(120)
@@ -107,7 +107,10 @@ def test_the_whole_surface_works_without_faults(server: RunningServer) -> None:
     run(main())
 
 
-def test_faults_on_creates_make_no_duplicates_and_lists_are_whole(server: RunningServer) -> None:
+@pytest.mark.manual_clock
+def test_faults_on_creates_make_no_duplicates_and_lists_are_whole(
+    server: RunningServer, server_clock: ManualClock
+) -> None:
     server.set_faults(
         rate_429=0.15,
         rate_503=0.1,
@@ -124,7 +127,7 @@ def test_faults_on_creates_make_no_duplicates_and_lists_are_whole(server: Runnin
         api = await _open(server, parallelism=6)
         try:
             await asyncio.gather(*(api.agents.create(_agent(name)) for name in names))
-            await asyncio.sleep(1.1)  # outlive the access token: the next calls must refresh
+            server_clock.advance(1.1)  # outlive the access token: the next calls must refresh
             listed = await api.agents.list_all()
             return [a.name for a in listed]
         finally:
@@ -145,14 +148,17 @@ def test_faults_on_creates_make_no_duplicates_and_lists_are_whole(server: Runnin
     assert any(e.path == "/api/v1/auth/refresh" or e.path == "/api/v1/auth/login" for e in log[2:])
 
 
-def test_one_refresh_for_twenty_concurrent_requests_on_the_server(server: RunningServer) -> None:
+@pytest.mark.manual_clock
+def test_one_refresh_for_twenty_concurrent_requests_on_the_server(
+    server: RunningServer, server_clock: ManualClock
+) -> None:
     server.set_faults(access_token_ttl_s=1)
 
     async def main() -> None:
         api = await _open(server, parallelism=20)
         try:
             agents = [await api.agents.create(_agent(f"a{n}")) for n in range(20)]
-            await asyncio.sleep(1.2)
+            server_clock.advance(1.2)
             server.clear_request_log()
             await asyncio.gather(*(api.agents.get(a.id) for a in agents))
         finally:
@@ -212,8 +218,79 @@ def test_deploys_promotes_and_deletes_with_dropped_answers_happen_once(
     assert {e.method for e in dropped} >= {"POST", "DELETE"}
 
 
+def test_a_503_after_a_committed_write_is_looked_up_not_sent_again(
+    server: RunningServer,
+) -> None:
+    # CONTRACT.md: a 503 may have taken effect. Every write below commits and is then
+    # answered 503; a client that re-posts meets 409 (or deploys and promotes twice).
+    async def main() -> None:
+        api = await _open(server)
+        try:
+            pipeline = await api.pipelines.create({"name": "pipe", "pattern": "parallel"})
+            server.set_faults(rate_503_after_commit=1.0, retry_after_s=0.01)
+            agent = await api.agents.create(_agent("refunds"))
+            assert agent.name == "refunds"
+            deployment = await api.deployments.deploy(pipeline.id, "development")
+            server.set_faults(rate_503_after_commit=0)
+            active = await api.deployments.wait_settled(deployment.id, timeout=20)
+            server.set_faults(rate_503_after_commit=1.0)
+            promoted = await api.deployments.promote(active.id, "staging")
+            assert promoted.environment == "staging"
+            server.set_faults(rate_503_after_commit=0)
+            assert [a.name for a in await api.agents.list_all()] == ["refunds"]
+        finally:
+            await api.aclose()
+
+    run(main())
+    log = server.request_log()
+    writes = [e for e in log if e.method == "POST" and "/auth/" not in e.path]
+    by_path = Counter(e.path for e in writes)
+    assert by_path["/api/v1/agents"] == 1
+    assert by_path["/api/v1/deployments"] == 1
+    assert sum(1 for e in writes if e.path.endswith("/promote")) == 1
+    assert not [e for e in log if e.status == 409]
+    # The fault really fired on each: committed, then answered 503.
+    assert [e.replaced_with for e in writes[1:]] == [503, 503, 503]
+
+
+@pytest.mark.manual_clock
+def test_429_waits_that_outlive_the_token_neither_exhaust_attempts_nor_fail_on_401(
+    server: RunningServer, server_clock: ManualClock
+) -> None:
+    # The client's waits move the server's clock: nine 1 s Retry-After waits (more than
+    # the 8 attempts) outlive a 1 s token, whose 401 must then be cured by a renewal.
+    rate_limited_waits = 9
+
+    async def sleep_then_relent(seconds: float) -> None:
+        await server_clock.sleep(seconds)
+        if len(server_clock.sleeps) == rate_limited_waits:
+            server.set_faults(rate_429=0)
+
+    policy = RetryPolicy(sleep=sleep_then_relent, clock=server_clock, random=lambda: 0.5)
+    assert policy.max_attempts < rate_limited_waits + 1
+
+    server.set_faults(access_token_ttl_s=1)
+
+    async def main() -> str:
+        api = await connect_v1(_settings(server), policy=policy)
+        try:
+            server.set_faults(rate_429=1.0, retry_after_s=1)
+            server.clear_request_log()
+            return (await api.agents.create(_agent("paced"))).name
+        finally:
+            await api.aclose()
+
+    assert run(main()) == "paced"
+    assert server_clock.sleeps == [1.0] * rate_limited_waits
+    statuses = [(e.path, e.status) for e in server.request_log()]
+    assert statuses.count(("/api/v1/agents", 429)) == rate_limited_waits
+    assert ("/api/v1/agents", 401) in statuses  # the token did expire while waiting
+    assert statuses[-1] == ("/api/v1/agents", 201)
+
+
+@pytest.mark.manual_clock
 def test_no_secret_leaks_through_login_refresh_and_error_against_the_server(
-    server: RunningServer, caplog: pytest.LogCaptureFixture
+    server: RunningServer, server_clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.set_faults(access_token_ttl_s=1)
     stream = io.StringIO()
@@ -227,7 +304,7 @@ def test_no_secret_leaks_through_login_refresh_and_error_against_the_server(
         try:
             seen_tokens.update(_tokens(api))
             await api.agents.create(_agent("dup"))
-            await asyncio.sleep(1.1)
+            server_clock.advance(1.1)
             try:
                 await api.agents.create(_agent("dup"))  # 401 -> refresh -> 409
             except ConflictError as exc:

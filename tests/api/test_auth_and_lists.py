@@ -66,6 +66,20 @@ def test_a_second_401_after_refreshing_tells_the_user_to_log_in_again(
     assert fake.refresh_calls == 1
 
 
+def test_a_token_that_expires_during_every_429_wait_is_renewed_every_time(
+    fake: FakeKaizen, clock: FakeClock
+) -> None:
+    # Each Retry-After wait outlives a short token: 401, renew, 429, wait, 401, renew, ...
+    # Six refusals in one request, each cured by a renewal, are not "log in again".
+    policy = RetryPolicy(sleep=clock.sleep, clock=clock, random=lambda: 0.5)
+    for _ in range(6):
+        fake.add_fault("GET", "/agents", Fault("answer", 401))
+        fake.add_fault("GET", "/agents", Fault("answer", 429, {"Retry-After": "1"}))
+    assert with_api(fake, policy, lambda api: api.agents.list_all()) == []
+    assert fake.refresh_calls == 6
+    assert clock.sleeps == [1.0] * 6
+
+
 def test_a_lost_refresh_answer_falls_back_to_logging_in_with_credentials(
     fake: FakeKaizen, policy: RetryPolicy
 ) -> None:

@@ -117,15 +117,71 @@ def test_a_create_behind_a_gateway_error_is_looked_up_not_reposted(
     assert fake.count("POST", "/agents") == 1
 
 
-@pytest.mark.parametrize("status", [429, 503])
-def test_a_create_refused_with_429_or_503_is_simply_resent(
-    status: int, fake: FakeKaizen, policy: RetryPolicy
+def test_a_create_refused_with_429_is_simply_resent(
+    fake: FakeKaizen, policy: RetryPolicy, clock: FakeClock
 ) -> None:
-    fake.add_fault("POST", "/agents", Fault("answer", status, {"Retry-After": "1"}))
+    fake.add_fault("POST", "/agents", Fault("answer", 429, {"Retry-After": "1"}))
     with_api(fake, policy, lambda api: api.agents.create(dict(AGENT)))
     assert fake.count("POST", "/agents") == 2
     assert len(fake.agents) == 1
     assert not [r for r in fake.requests if r.url.params.get("search")]
+    assert clock.sleeps == [1.0]
+
+
+def test_a_create_answered_503_is_looked_up_before_it_is_sent_again(
+    fake: FakeKaizen, policy: RetryPolicy, clock: FakeClock
+) -> None:
+    # CONTRACT.md: a 503 may have taken effect. Here it did not: look, then post again
+    # after the 503's Retry-After.
+    fake.add_fault("POST", "/agents", Fault("answer", 503, {"Retry-After": "2"}))
+    with_api(fake, policy, lambda api: api.agents.create(dict(AGENT)))
+    assert fake.count("POST", "/agents") == 2
+    assert len(fake.agents) == 1
+    assert len([r for r in fake.requests if r.url.params.get("search")]) == 1
+    assert clock.sleeps == [2.0]
+
+
+def test_a_create_answered_503_that_did_commit_is_found_not_reposted(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    fake.agents["a-x"] = {"id": "a-x", **AGENT}  # the fake answers instead: play "it committed"
+    fake.add_fault("POST", "/agents", Fault("answer", 503, {"Retry-After": "1"}))
+    agent = with_api(fake, policy, lambda api: api.agents.create(dict(AGENT)))
+    assert agent.id == "a-x"
+    assert fake.count("POST", "/agents") == 1
+
+
+def test_a_delete_answered_503_counts_404_on_retry_as_done(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    fake.add_fault("DELETE", "/agents/a-000", Fault("answer", 503))
+    with_api(fake, policy, lambda api: api.agents.delete("a-000"))  # never existed: 404 after
+    assert fake.count("DELETE", "/agents/a-000") == 2
+
+
+def test_429s_with_retry_after_do_not_use_up_the_attempts_only_the_time_budget(
+    fake: FakeKaizen, clock: FakeClock
+) -> None:
+    policy = RetryPolicy(sleep=clock.sleep, clock=clock, max_attempts=3, total_budget=30)
+    fake.add_fault("GET", "/agents", Fault("answer", 429, {"Retry-After": "1"}), times=12)
+    assert with_api(fake, policy, lambda api: api.agents.list_all()) == []
+    assert clock.sleeps == [1.0] * 12
+    # ...but they are bounded by total wait time: a server that never relents is an error.
+    fake.add_fault("GET", "/agents", Fault("answer", 429, {"Retry-After": "1"}), times=99)
+    clock.sleeps.clear()
+    with pytest.raises(RateLimitedError):
+        with_api(fake, policy, lambda api: api.agents.list_all())
+    assert clock.sleeps == [1.0] * 30
+
+
+def test_a_429_asking_for_no_wait_still_counts_as_an_attempt(
+    fake: FakeKaizen, clock: FakeClock
+) -> None:
+    policy = RetryPolicy(sleep=clock.sleep, clock=clock, max_attempts=3)
+    fake.add_fault("GET", "/agents", Fault("answer", 429, {"Retry-After": "0"}), times=99)
+    with pytest.raises(RateLimitedError):
+        with_api(fake, policy, lambda api: api.agents.list_all())
+    assert fake.count("GET", "/agents") == 3
 
 
 def test_a_lost_create_found_twice_by_name_refuses_to_guess(
@@ -257,7 +313,7 @@ def test_a_lost_create_answer_exhausting_the_budget_says_it_may_have_happened(
 
 def test_retry_rules_in_one_table() -> None:
     assert classify_status(429) is Disposition.RESEND
-    assert classify_status(503) is Disposition.RESEND
+    assert classify_status(503) is Disposition.MAYBE_DONE
     assert classify_status(502) is Disposition.MAYBE_DONE
     assert classify_status(504) is Disposition.MAYBE_DONE
     for status in (200, 400, 401, 404, 409, 422, 500):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
+import pytest
 
-from kaizenctl.server.testing import RunningServer
+from kaizenctl.server.testing import ManualClock, RunningServer
 
 
 def login(server: RunningServer) -> dict[str, Any]:
@@ -134,12 +134,16 @@ def test_missing_or_bad_token_401(anon: httpx.Client) -> None:
     assert response.json() == {"detail": "Invalid or expired access token"}
 
 
-def test_access_token_expires_after_ttl(server: RunningServer, anon: httpx.Client) -> None:
+@pytest.mark.manual_clock
+def test_access_token_expires_after_ttl(
+    server: RunningServer, server_clock: ManualClock, anon: httpx.Client
+) -> None:
     server.set_faults(access_token_ttl_s=0.3)
     tokens = login(server)
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    server_clock.advance(0.29)
     assert anon.get("/users/me", headers=headers).status_code == 200
-    time.sleep(0.4)
+    server_clock.advance(0.02)
     assert anon.get("/users/me", headers=headers).status_code == 401
     refreshed = anon.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert refreshed.status_code == 200

@@ -28,6 +28,7 @@ FLAGS = [
     "--retry-after-s",
     "--rate-503",
     "--rate-drop-after-commit",
+    "--rate-503-after-commit",
     "--access-token-ttl-s",
     "--page-size-cap",
     "--deploy-step-s",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from kaizenctl.server.testing import RunningServer
+from kaizenctl.server.testing import ManualClock, RunningServer
 
 Make = Callable[..., dict[str, Any]]
 
@@ -50,13 +49,19 @@ def test_deploy_uses_current_version(make_pipeline: Make, api: httpx.Client) -> 
     assert deploy(api, pipeline["id"])["pipeline_version"] == 2
 
 
-def test_deploy_step_timing(server: RunningServer, make_pipeline: Make, api: httpx.Client) -> None:
+@pytest.mark.manual_clock
+def test_deploy_step_timing(
+    server: RunningServer, server_clock: ManualClock, make_pipeline: Make, api: httpx.Client
+) -> None:
     server.set_faults(deploy_step_s=0.3)
     created = deploy(api, make_pipeline()["id"])
+    server_clock.advance(0.29)
     assert status(api, created["id"]) == "pending"
-    time.sleep(0.35)
+    server_clock.advance(0.02)  # past one step
     assert status(api, created["id"]) == "deploying"
-    time.sleep(0.3)
+    server_clock.advance(0.27)
+    assert status(api, created["id"]) == "deploying"
+    server_clock.advance(0.04)  # past two steps
     assert status(api, created["id"]) == "active"
 
 

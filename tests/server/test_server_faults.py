@@ -20,6 +20,7 @@ def test_knobs_off_by_default(server: RunningServer) -> None:
     knobs = server.faults()
     assert knobs["latency_ms"] == 0
     assert knobs["rate_429"] == knobs["rate_503"] == knobs["rate_drop_after_commit"] == 0
+    assert knobs["rate_503_after_commit"] == 0
     assert knobs["page_size_cap"] is None
     assert knobs["deploy_step_s"] == 0
 
@@ -66,6 +67,23 @@ def test_drop_after_commit(server: RunningServer, api: httpx.Client) -> None:
         201,
         True,
     )
+
+
+def test_503_after_commit(server: RunningServer, api: httpx.Client) -> None:
+    server.set_faults(rate_503_after_commit=1.0, retry_after_s=2)
+    assert api.get("/agents").status_code == 200  # reads are never faulted after commit
+    body = {"name": "a", "system_prompt": "p", "provider": "openai", "model": "m"}
+    response = api.post("/agents", json=body)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "2"
+    refused = api.post("/agents", json={**body, "provider": "nope"})
+    assert refused.status_code == 422  # a refused write committed nothing: answered as usual
+    server.set_faults(rate_503_after_commit=0.0)
+    assert [a["name"] for a in api.get("/agents").json()["items"]] == ["a"]  # committed
+    created, invalid = server.request_log()[-3:-1]
+    assert (created.method, created.status, created.replaced_with) == ("POST", 201, 503)
+    assert not created.dropped
+    assert (invalid.status, invalid.replaced_with) == (422, None)
 
 
 def test_seeded_faults_reproducible() -> None:

@@ -1,6 +1,6 @@
 """Saved plans: ``plan --out FILE`` writes one, ``apply --plan FILE`` does exactly it or refuses.
 
-The file (JSON, ``format_version`` 1) holds:
+The file (JSON, ``format_version`` 2) holds:
 
 - ``server`` and ``organization_id``: where the plan was made;
 - ``desired``: the manifests the plan was made from (``${VAR}`` values as their templates);
@@ -47,7 +47,7 @@ from kaizenctl.reconcile.live import LiveSnapshot, fetch_live
 from kaizenctl.reconcile.plan import Plan
 from kaizenctl.redact import MASK
 
-SAVED_PLAN_FORMAT_VERSION = 1
+SAVED_PLAN_FORMAT_VERSION = 2
 SAVED_PLAN_TYPE = "kaizenctl-saved-plan"
 
 

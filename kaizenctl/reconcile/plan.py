@@ -71,8 +71,12 @@ class Plan(PlanModel):
     format_version: int = PLAN_FORMAT_VERSION
     actions: tuple[Action, ...] = ()
     unmanaged: tuple[Unmanaged, ...] = ()
-    warnings: tuple[str, ...] = ()
     prune: bool = False
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Every action's warnings, each after the resource it is about."""
+        return tuple(f"{a.ref}: {warning}" for a in self.actions for warning in a.warnings)
 
     @property
     def has_changes(self) -> bool:

@@ -113,8 +113,6 @@ def _plan_text(plan: Plan, color: bool) -> str:
         for item in plan.unmanaged:
             lines.append(f"  {item.kind}/{item.name} (id {item.live_id})")
         lines.append("")
-    for warning in plan.warnings:
-        lines.append(_style(f"Warning: {warning}", "~", color))
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 

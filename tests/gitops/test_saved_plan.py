@@ -151,3 +151,21 @@ def test_saved_plan_holds_no_secret_and_re_resolves_it_at_apply(
         return agent.system_prompt, agent.max_tokens
 
     assert gitops.with_api(keyed) == (f"Use key {secret} for lookups.", 777)
+
+
+def test_a_saved_plan_of_an_older_format_is_refused_with_a_clear_message(
+    gitops: GitOps, examples: Path, tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "plan.json"
+    assert gitops.cli("plan", str(examples), "--out", str(plan_file)).code == 0
+    document = json.loads(plan_file.read_text())
+    assert read_saved_plan(plan_file).plan["actions"]  # the current format reads back
+    document["format_version"] = 1
+    plan_file.write_text(json.dumps(document))
+    gitops.server.clear_request_log()
+
+    refused = gitops.cli("apply", "--plan", str(plan_file), "--auto-approve")
+
+    assert refused.code != 0
+    assert "saved-plan format_version 1 is not 2; make the plan again" in refused.err
+    assert gitops.writes() == []

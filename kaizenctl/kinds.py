@@ -1,15 +1,34 @@
 """The registry of manifest kinds: the one place that declares a kind.
 
-Loader, validation, JSON Schema generation, diff order and export read this
-table; adding a kind means adding one ``KindInfo`` here (plus its handler in
-``kaizenctl.reconcile.handlers``).
+Each ``KindInfo`` says what a kind is (its spec model, identity, compared
+fields and checks), how it is served (``service``: list, create, update,
+delete through ``kaizenctl.api.service``; ``graph``: a node graph read and
+written with it), what it references and its rank. Every stage reads this
+table: the loader, validation and JSON Schemas; live fetch (one list per
+served kind, names unique); diff (compared fields, the action order); apply
+(which service carries an action); prune; fingerprints and export. None of
+them names a kind in a tuple or keeps a dict of services.
+
+Order is derived, never written by hand (Kong decK's ``pkg/diff/order.go``):
+``create_order`` sorts the kinds so that each comes after what it references
+(ties by rank); ``delete_order`` is that table reversed. At the level of
+single actions the same references give the edges: a write of a reference
+waits for the referenced resource's writes, and a delete waits until every
+live holder of a reference to it has let go (been deleted, or rewritten the
+field). A kind with no ``service`` (``Deployment``) is a slot kind: its own
+stage code plans and runs deploy, promote, rollback and undeploy.
+
+Adding a named kind is its spec model, its entry here, its service in each
+dialect that serves it (and on ``KaizenApi``), and its tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from kaizenctl.api.service import GraphService, KaizenApi, NamedObjectService
 from kaizenctl.manifests.checks import (
     Problem,
     ResourceIndex,
@@ -29,6 +48,13 @@ from kaizenctl.manifests.models import (
     Spec,
 )
 
+if TYPE_CHECKING:
+    from kaizenctl.reconcile.state import State
+
+
+def _no_live_holders(state: State) -> list[tuple[str, str]]:
+    return []
+
 
 @dataclass(frozen=True)
 class Reference:
@@ -37,14 +63,25 @@ class Reference:
     kind: str
     # Returns every (dotted field path, referenced name) in a spec.
     names: Callable[[Spec], list[tuple[str, str]]]
+    # The verbs of the referring resource's actions that write this field: they wait
+    # for the referenced resource's writes.
+    written_by: tuple[str, ...] = ("create", "update")
+    # Every (holder identity, referenced name) in live state.
+    live_holders: Callable[[State], Iterable[tuple[str, str]]] = _no_live_holders
+    # The verbs of a holder that stays whose action lets go of the reference
+    # (besides its delete); a delete of the referenced resource waits for them.
+    released_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class KindInfo:
     kind: str
     spec_model: type[ManifestModel]
-    # Lower ranks are created first and deleted last.
+    # Breaks ties in create order between kinds that do not reference each other: lower
+    # ranks are created first and deleted last. References always win over rank.
     rank: int
+    # Lower-case plural: the export folder and how listings are counted ("agents").
+    plural: str
     references: tuple[Reference, ...] = ()
     # How a resource of this kind is identified; by name unless told otherwise.
     identity: Callable[[Resource], str] = field(default=lambda resource: resource.name)
@@ -59,6 +96,17 @@ class KindInfo:
     checks: tuple[Callable[[Spec], list[Problem]], ...] = ()
     # Checks that need the rest of the manifest set.
     set_checks: tuple[Callable[[Resource, ResourceIndex], list[Problem]], ...] = ()
+    # The service of a named kind (listed, created, updated, deleted by name); None for a
+    # slot kind, which its own stage code handles.
+    service: Callable[[KaizenApi], NamedObjectService] | None = None
+    # A kind whose objects carry a node graph: read, diffed and written as one
+    # ``replace-graph`` action (nodes reference ``graph_node_kind`` by name).
+    graph: Callable[[KaizenApi], GraphService] | None = None
+    graph_node_kind: str | None = None
+    # The server counts versions of this kind's objects (a deployment runs one).
+    versioned: bool = False
+    # The verbs that write a resource of this kind; what references it waits for them.
+    write_verbs: tuple[str, ...] = ("create", "update")
 
 
 def _node_agents(spec: Spec) -> list[tuple[str, str]]:
@@ -81,6 +129,22 @@ def _deployment_identity(resource: Resource) -> str:
     return deployment_identity(spec.pipeline, spec.environment)
 
 
+def _live_graph_agents(state: State) -> list[tuple[str, str]]:
+    return [
+        (name, agent)
+        for name, pipeline in state.of_kind("Pipeline").items()
+        if pipeline.graph is not None
+        for agent in sorted(pipeline.graph.agent_names())
+    ]
+
+
+def _live_deployed_pipelines(state: State) -> list[tuple[str, str]]:
+    # A slot whose deployments all stopped or failed holds nothing.
+    return [
+        (key, slot.pipeline) for key, slot in sorted(state.deployments.items()) if slot.running_ids
+    ]
+
+
 KINDS: dict[str, KindInfo] = {
     info.kind: info
     for info in (
@@ -88,6 +152,7 @@ KINDS: dict[str, KindInfo] = {
             "Agent",
             AgentSpec,
             rank=0,
+            plural="agents",
             fields=(
                 "description",
                 "system_prompt",
@@ -99,34 +164,109 @@ KINDS: dict[str, KindInfo] = {
                 "is_active",
             ),
             set_fields=frozenset({"tools"}),
+            service=lambda api: api.agents,
         ),
         KindInfo(
             "Policy",
             PolicySpec,
             rank=0,
+            plural="policies",
             checks=(policy_conditions,),
             fields=("description", "effect", "resource_type", "actions", "conditions"),
             set_fields=frozenset({"actions"}),
+            service=lambda api: api.policies,
         ),
         KindInfo(
             "Pipeline",
             PipelineSpec,
             rank=1,
+            plural="pipelines",
             fields=("description", "pattern", "status", "config"),
-            references=(Reference("Agent", _node_agents),),
+            references=(
+                Reference(
+                    "Agent",
+                    _node_agents,
+                    written_by=("replace-graph",),
+                    live_holders=_live_graph_agents,
+                    released_by=("replace-graph",),
+                ),
+            ),
             checks=(pipeline_graph,),
+            service=lambda api: api.pipelines,
+            graph=lambda api: api.pipelines,
+            graph_node_kind="Agent",
+            versioned=True,
+            write_verbs=("create", "update", "replace-graph"),
         ),
         KindInfo(
             "Deployment",
             DeploymentSpec,
             rank=2,
-            references=(Reference("Pipeline", _deployment_pipeline),),
+            plural="deployments",
+            references=(
+                Reference(
+                    "Pipeline",
+                    _deployment_pipeline,
+                    written_by=("deploy", "promote", "rollback"),
+                    live_holders=_live_deployed_pipelines,
+                ),
+            ),
             identity=_deployment_identity,
             identity_label="pipeline and environment",
             checks=(deployment_target,),
             set_checks=(promotion_source_exists,),
+            write_verbs=("deploy", "promote", "rollback"),
         ),
     )
 }
 
 KIND_NAMES: tuple[str, ...] = tuple(KINDS)
+
+
+def create_order(kinds: Mapping[str, KindInfo] = KINDS) -> tuple[str, ...]:
+    """Kinds in create order: each after every kind it references; ties by rank, then name."""
+    placed: list[str] = []
+    waiting = dict(kinds)
+    while waiting:
+        ready = [
+            info
+            for info in waiting.values()
+            if all(reference.kind in placed for reference in info.references)
+        ]
+        if not ready:
+            unknown = sorted(
+                {r.kind for info in waiting.values() for r in info.references} - set(kinds)
+            )
+            raise ValueError(
+                f"the kinds {', '.join(sorted(waiting))} reference each other in a cycle"
+                if not unknown
+                else f"references to undeclared kinds: {', '.join(unknown)}"
+            )
+        chosen = min(ready, key=lambda info: (info.rank, info.kind))
+        placed.append(chosen.kind)
+        del waiting[chosen.kind]
+    return tuple(placed)
+
+
+def delete_order(kinds: Mapping[str, KindInfo] = KINDS) -> tuple[str, ...]:
+    """The create order reversed: what references a kind goes before it."""
+    return tuple(reversed(create_order(kinds)))
+
+
+def referrers(kind: str, kinds: Mapping[str, KindInfo] = KINDS) -> list[tuple[KindInfo, Reference]]:
+    """Every (kind, reference) that points at ``kind``, in create order."""
+    return [
+        (kinds[name], reference)
+        for name in create_order(kinds)
+        for reference in kinds[name].references
+        if reference.kind == kind
+    ]
+
+
+def named_kinds(kinds: Mapping[str, KindInfo] = KINDS) -> list[KindInfo]:
+    """The kinds served by a named-object service, in create order."""
+    return [kinds[name] for name in create_order(kinds) if kinds[name].service is not None]
+
+
+# Computed once: the registry is fixed at import, and a bad table fails here, at import.
+CREATE_ORDER = create_order(KINDS)

@@ -94,12 +94,11 @@ async def plan_with_progress(
     api: KaizenApi, resources: list[Resource], options: PlanOptions, api_url: str
 ) -> tuple[Plan, LiveSnapshot]:
     """``plan_async``, telling a person at a terminal what is being read."""
+    from kaizenctl.kinds import named_kinds
     from kaizenctl.reconcile import plan_async
 
     progress(f"Reading live state from {api_url} …")
     plan, live = await plan_async(api, resources, options)
-    progress(
-        f"Read {len(live.agents)} agents, {len(live.pipelines)} pipelines, "
-        f"{len(live.policies)} policies, {len(live.deployments)} deployments."
-    )
+    counts = [f"{len(live.of_kind(info.kind))} {info.plural}" for info in named_kinds()]
+    progress(f"Read {', '.join(counts)}, {len(live.deployments)} deployments.")
     return plan, live

@@ -25,23 +25,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from kaizenctl.api.models import PipelineNode
-from kaizenctl.api.service import KaizenApi
+from kaizenctl.api.service import KaizenApi, NamedObject
 from kaizenctl.errors import UsageError
-from kaizenctl.manifests.models import (
-    API_VERSION,
-    NAME_PATTERN,
-    AgentSpec,
-    DeploymentSpec,
-    ManifestModel,
-    PipelineSpec,
-    PolicySpec,
-)
+from kaizenctl.kinds import KINDS, KindInfo, create_order
+from kaizenctl.manifests.models import API_VERSION, NAME_PATTERN, ManifestModel
 from kaizenctl.reconcile.diff import values_equal
 from kaizenctl.reconcile.live import LiveSnapshot, fetch_live
 from kaizenctl.reconcile.state import object_fields
 
-FOLDERS = {"Agent": "agents", "Pipeline": "pipelines", "Policy": "policies"}
-DEPLOYMENTS_FOLDER = "deployments"
 MAX_NAME_LENGTH = 63
 _NAME = re.compile(NAME_PATTERN)
 
@@ -54,7 +45,7 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _written_fields(kind: str, live: BaseModel, model: type[BaseModel]) -> dict[str, Any]:
+def _written_fields(kind: str, live: object, model: type[BaseModel]) -> dict[str, Any]:
     """A live object's fields as a manifest writes them: those equal to the default left out.
 
     The defaults are the spec model's own (the contract's server defaults), so a
@@ -123,8 +114,8 @@ class _Exporter:
     result: ExportResult = field(default_factory=ExportResult)
     # relative path -> document
     documents: dict[Path, dict[str, Any]] = field(default_factory=dict)
-    exported_agents: set[str] = field(default_factory=set)
-    exported_pipelines: set[str] = field(default_factory=set)
+    # Kind -> names exported; what references a resource that was not is not exported.
+    exported: dict[str, set[str]] = field(default_factory=dict)
 
     def warn(self, message: str) -> None:
         self.result.warnings.append(message)
@@ -159,65 +150,63 @@ class _Exporter:
         self.documents[path] = _document(kind, name, spec)
         return True
 
-    def agents(self) -> None:
-        for agent in sorted(self.live.agents, key=lambda a: a.name):
-            spec = _written_fields("Agent", agent, AgentSpec)
-            path = Path(FOLDERS["Agent"]) / f"{agent.name}.yaml"
-            if self.add("Agent", agent.name, agent.id, spec, AgentSpec, path):
-                self.exported_agents.add(agent.name)
-
-    def policies(self) -> None:
-        for policy in sorted(self.live.policies, key=lambda p: p.name):
-            spec = _written_fields("Policy", policy, PolicySpec)
-            path = Path(FOLDERS["Policy"]) / f"{policy.name}.yaml"
-            self.add("Policy", policy.name, policy.id, spec, PolicySpec, path)
-
-    def pipelines(self) -> None:
-        agent_names = self.live.agent_names_by_id
-        for pipeline in sorted(self.live.pipelines, key=lambda p: p.name):
-            label = f"Pipeline/{pipeline.name} (id {pipeline.id})"
-            nodes = self.live.nodes.get(pipeline.id, [])
-            problems = []
-            for node in nodes:
-                if node.agent_id is None:
-                    continue
-                agent = agent_names.get(node.agent_id)
-                if agent is None:
-                    problems.append(f"node {node.id} uses agent id {node.agent_id}, which is gone")
-                elif agent not in self.exported_agents:
-                    problems.append(f"node {node.id} uses Agent/{agent}, which was not exported")
+    def objects(self, info: KindInfo) -> None:
+        exported = self.exported.setdefault(info.kind, set())
+        for item in sorted(self.live.of_kind(info.kind), key=lambda o: o.name):
+            problems = self._missing_node_references(info, item)
             if problems:
+                label = f"{info.kind}/{item.name} (id {item.id})"
                 self.warn(f"{label} not exported: {'; '.join(problems)}")
                 continue
-            spec = _written_fields("Pipeline", pipeline, PipelineSpec)
-            if nodes:
-                spec["nodes"] = [self._node(node) for node in nodes]
-            edges = [
-                {
-                    "from": c.source_node_id,
-                    "to": c.target_node_id,
-                    **({"source_handle": c.source_handle} if c.source_handle else {}),
-                    **({"target_handle": c.target_handle} if c.target_handle else {}),
-                }
-                for c in self.live.connections.get(pipeline.id, [])
-            ]
-            if edges:
-                spec["edges"] = sorted(edges, key=lambda e: (e["from"], e["to"]))
-            path = Path(FOLDERS["Pipeline"]) / f"{pipeline.name}.yaml"
-            if self.add("Pipeline", pipeline.name, pipeline.id, spec, PipelineSpec, path):
-                self.exported_pipelines.add(pipeline.name)
+            spec = _written_fields(info.kind, item, info.spec_model)
+            if info.graph is not None:
+                spec.update(self._graph(info, item))
+            path = Path(info.plural) / f"{item.name}.yaml"
+            if self.add(info.kind, item.name, item.id, spec, info.spec_model, path):
+                exported.add(item.name)
 
-    def _node(self, node: PipelineNode) -> dict[str, Any]:
-        written: dict[str, Any] = {"id": node.id, "node_type": node.node_type}
-        if node.agent_id is not None:
-            written["agent"] = self.live.agent_names_by_id[node.agent_id]
-        if node.config:
-            written["config"] = node.config
-        written["position"] = {"x": _number(node.position_x), "y": _number(node.position_y)}
+    def _missing_node_references(self, info: KindInfo, item: NamedObject) -> list[str]:
+        if info.graph_node_kind is None:
+            return []
+        node_kind = info.graph_node_kind
+        names = self.live.names_by_id(node_kind)
+        exported = self.exported.get(node_kind, set())
+        problems = []
+        for node in self.live.nodes.get(item.id, []):
+            if node.agent_id is None:
+                continue
+            name = names.get(node.agent_id)
+            if name is None:
+                problems.append(
+                    f"node {node.id} uses {node_kind.lower()} id {node.agent_id}, which is gone"
+                )
+            elif name not in exported:
+                problems.append(f"node {node.id} uses {node_kind}/{name}, which was not exported")
+        return problems
+
+    def _graph(self, info: KindInfo, item: NamedObject) -> dict[str, Any]:
+        written: dict[str, Any] = {}
+        node_names = self.live.names_by_id(info.graph_node_kind or "")
+        nodes = self.live.nodes.get(item.id, [])
+        if nodes:
+            written["nodes"] = [_node(node, node_names) for node in nodes]
+        edges = [
+            {
+                "from": c.source_node_id,
+                "to": c.target_node_id,
+                **({"source_handle": c.source_handle} if c.source_handle else {}),
+                **({"target_handle": c.target_handle} if c.target_handle else {}),
+            }
+            for c in self.live.connections.get(item.id, [])
+        ]
+        if edges:
+            written["edges"] = sorted(edges, key=lambda e: (e["from"], e["to"]))
         return written
 
-    def deployments(self) -> None:
-        versions = {p.name: p.version for p in self.live.pipelines}
+    def deployments(self, info: KindInfo) -> None:
+        deployed = info.references[0].kind
+        versions = {name: o.version for name, o in self.live.state.of_kind(deployed).items()}
+        exported = self.exported.get(deployed, set())
         config_by_id = {d.id: d.config for d in self.live.deployments}
         for _key, slot in sorted(self.live.state.deployments.items()):
             if not slot.running_ids:
@@ -229,8 +218,8 @@ class _Exporter:
                     f"(v{slot.in_flight_version}); export again once it has settled"
                 )
                 continue
-            if slot.pipeline not in self.exported_pipelines:
-                self.warn(f"{label} not exported: Pipeline/{slot.pipeline} was not exported")
+            if slot.pipeline not in exported:
+                self.warn(f"{label} not exported: {deployed}/{slot.pipeline} was not exported")
                 continue
             if slot.in_flight_id is not None:
                 self.warn(
@@ -250,8 +239,18 @@ class _Exporter:
                 "environment": slot.environment,
                 "version": "latest" if latest else slot.active_version,
             }
-            path = Path(DEPLOYMENTS_FOLDER) / f"{name}.yaml"
-            self.add("Deployment", name, slot.active_id, spec, DeploymentSpec, path)
+            path = Path(info.plural) / f"{name}.yaml"
+            self.add(info.kind, name, slot.active_id, spec, info.spec_model, path)
+
+
+def _node(node: PipelineNode, agent_names: dict[str, str]) -> dict[str, Any]:
+    written: dict[str, Any] = {"id": node.id, "node_type": node.node_type}
+    if node.agent_id is not None:
+        written["agent"] = agent_names[node.agent_id]
+    if node.config:
+        written["config"] = node.config
+    written["position"] = {"x": _number(node.position_x), "y": _number(node.position_y)}
+    return written
 
 
 def _number(value: float) -> int | float:
@@ -272,10 +271,13 @@ def _deployment_name(pipeline: str, environment: str) -> str:
 def export_documents(live: LiveSnapshot) -> tuple[dict[Path, dict[str, Any]], list[str]]:
     """Relative path -> manifest document for everything a manifest can hold; warnings."""
     exporter = _Exporter(live)
-    exporter.agents()
-    exporter.policies()
-    exporter.pipelines()
-    exporter.deployments()
+    # Create order: a resource is exported only after what it references.
+    for kind in create_order():
+        info = KINDS[kind]
+        if info.service is not None:
+            exporter.objects(info)
+        else:
+            exporter.deployments(info)
     return exporter.documents, exporter.result.warnings
 
 
@@ -289,7 +291,7 @@ def _prepare(out_dir: Path, force: bool) -> None:
             "export writes a complete set, pass --force to replace them"
         )
     # A stale file from an earlier export would describe something no longer live.
-    for folder in (*FOLDERS.values(), DEPLOYMENTS_FOLDER):
+    for folder in (info.plural for info in KINDS.values()):
         for stale in sorted((out_dir / folder).glob("*.yaml")) if force else []:
             stale.unlink()
 

@@ -15,6 +15,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from kaizenctl.kinds import KINDS, named_kinds
 from kaizenctl.reconcile.live import LiveSnapshot
 from kaizenctl.reconcile.state import DeploymentSlot, GraphState, ObjectState
 
@@ -42,11 +43,13 @@ def _graph_view(graph: GraphState) -> dict[str, Any]:
 
 
 def object_view(item: ObjectState) -> dict[str, Any]:
-    """What of a live agent, pipeline or policy a plan depends on."""
+    """What of a live resource of a named kind a plan depends on."""
+    info = KINDS[item.kind]
     view: dict[str, Any] = {"id": item.live_id, "fields": item.fields}
-    if item.kind == "Pipeline":
+    if info.versioned:
         view["version"] = item.version
-        # None: the plan did not read this pipeline's graph, so it cannot depend on it.
+    if info.graph is not None:
+        # None: the plan did not read this graph, so it cannot depend on it.
         view["graph"] = _graph_view(item.graph) if item.graph is not None else None
     return view
 
@@ -64,9 +67,9 @@ def _digest(view: dict[str, Any]) -> str:
 def live_fingerprints(live: LiveSnapshot) -> dict[str, str]:
     """``Kind/name`` (deployments: ``Deployment/pipeline/environment``) -> fingerprint."""
     prints: dict[str, str] = {}
-    for kind in ("Agent", "Pipeline", "Policy"):
-        for name, item in live.state.of_kind(kind).items():
-            prints[f"{kind}/{name}"] = _digest(object_view(item))
+    for info in named_kinds():
+        for name, item in live.state.of_kind(info.kind).items():
+            prints[f"{info.kind}/{name}"] = _digest(object_view(item))
     for key, slot in live.state.deployments.items():
         # A slot whose deployments all stopped or failed runs nothing: it is not a resource.
         if slot.running_ids:
@@ -75,9 +78,13 @@ def live_fingerprints(live: LiveSnapshot) -> dict[str, str]:
 
 
 def graphs_read(live: LiveSnapshot) -> list[str]:
-    """Names of the pipelines whose nodes and connections the plan fetched."""
+    """Names of the objects (pipelines) whose graphs the plan fetched."""
     return sorted(
-        name for name, item in live.state.of_kind("Pipeline").items() if item.graph is not None
+        name
+        for info in named_kinds()
+        if info.graph is not None
+        for name, item in live.state.of_kind(info.kind).items()
+        if item.graph is not None
     )
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from kaizenctl.api.models import Deployment, Graph, GraphEdge, GraphNode
 from kaizenctl.api.service import KaizenApi
 from kaizenctl.errors import ApplyError, KaizenctlError
+from kaizenctl.kinds import KINDS, KindInfo
 from kaizenctl.reconcile.live import LiveSnapshot
 from kaizenctl.reconcile.plan import Action, Plan
 from kaizenctl.redact import redact
@@ -64,8 +65,8 @@ ProgressCallback = Callable[[Action, OutcomeStatus, str], None]
 @dataclass
 class _Context:
     api: KaizenApi
-    agent_ids: dict[str, str]
-    pipeline_ids: dict[str, str]
+    # Kind -> name -> live id: what was listed, plus what this apply created.
+    ids: dict[str, dict[str, str]]
     deploy_timeout: float
     # (pipeline, environment) -> the deployment this apply made there, once settled.
     settled: dict[tuple[str, str], Deployment] = field(default_factory=dict)
@@ -95,8 +96,7 @@ async def execute_plan(
     check_flags(plan, allowed_flags)
     context = _Context(
         api=api,
-        agent_ids={a.name: a.id for a in live.agents},
-        pipeline_ids={p.name: p.id for p in live.pipelines},
+        ids={kind: {o.name: o.id for o in items} for kind, items in live.listed.items()},
         deploy_timeout=deploy_timeout,
     )
     finished: dict[str, asyncio.Event] = {a.id: asyncio.Event() for a in plan.actions}
@@ -164,22 +164,14 @@ def _without_nulls(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _execute(context: _Context, action: Action) -> str:
-    api = context.api
-    kind, verb = action.kind, action.verb
-    if kind == "Deployment":
+    info = KINDS[action.kind]
+    verb = action.verb
+    if info.service is None:
         return await _execute_deployment(context, action)
-    services: dict[str, Any] = {
-        "Agent": api.agents,
-        "Pipeline": api.pipelines,
-        "Policy": api.policies,
-    }
-    service = services[kind]
+    service = info.service(context.api)
     if verb == "create":
         created = await service.create(_without_nulls(action.payload["fields"]))
-        if kind == "Agent":
-            context.agent_ids[action.name] = created.id
-        elif kind == "Pipeline":
-            context.pipeline_ids[action.name] = created.id
+        context.ids.setdefault(info.kind, {})[action.name] = created.id
         return f"created (id {created.id})"
     if verb == "update":
         assert action.live_id is not None
@@ -189,25 +181,29 @@ async def _execute(context: _Context, action: Action) -> str:
         assert action.live_id is not None
         await service.delete(action.live_id)
         return "deleted"
-    if verb == "replace-graph":
-        pipeline_id = action.live_id or context.pipeline_ids.get(action.name)
-        if pipeline_id is None:
-            raise ActionFailed(f"Pipeline/{action.name} has no id: it was not created")
-        graph = _resolve_graph(context, action.payload["graph"])
-        await api.pipelines.put_graph(pipeline_id, graph)
+    if verb == "replace-graph" and info.graph is not None:
+        item_id = action.live_id or context.ids.get(info.kind, {}).get(action.name)
+        if item_id is None:
+            raise ActionFailed(f"{action.ref} has no id: it was not created")
+        graph = _resolve_graph(context, info, action.payload["graph"])
+        await info.graph(context.api).put_graph(item_id, graph)
         return f"graph written ({len(graph.nodes)} nodes, {len(graph.edges)} edges)"
-    raise ActionFailed(f"unknown action {verb} for {kind}")
+    raise ActionFailed(f"unknown action {verb} for {info.kind}")
 
 
-def _resolve_graph(context: _Context, payload: dict[str, Any]) -> Graph:
+def _resolve_graph(context: _Context, info: KindInfo, payload: dict[str, Any]) -> Graph:
+    node_kind = info.graph_node_kind or ""
+    node_ids = context.ids.get(node_kind, {})
     nodes = []
     for node in payload["nodes"]:
         agent = node.get("agent")
         agent_id = None
         if agent is not None:
-            agent_id = context.agent_ids.get(agent)
+            agent_id = node_ids.get(agent)
             if agent_id is None:
-                raise ActionFailed(f"node {node['id']}: Agent/{agent} does not exist on the server")
+                raise ActionFailed(
+                    f"node {node['id']}: {node_kind}/{agent} does not exist on the server"
+                )
         nodes.append(
             GraphNode(
                 id=node["id"],
@@ -231,9 +227,10 @@ async def _execute_deployment(context: _Context, action: Action) -> str:
         return "undeployed"
     pipeline = payload["pipeline"]
     environment = payload["environment"]
-    pipeline_id = context.pipeline_ids.get(pipeline)
+    deployed = KINDS[action.kind].references[0].kind
+    pipeline_id = context.ids.get(deployed, {}).get(pipeline)
     if pipeline_id is None:
-        raise ActionFailed(f"Pipeline/{pipeline} does not exist on the server")
+        raise ActionFailed(f"{deployed}/{pipeline} does not exist on the server")
     expected = payload.get("expected_version")
 
     if action.verb == "deploy":

@@ -1,10 +1,12 @@
 """Build a ``Plan`` from desired and live state. Pure: no I/O, no printing.
 
-Dependencies between actions are data (``Action.depends_on``):
-creates and updates go agents → pipelines → graphs → deployments and
-development → staging → production; deletes go the other way
-(deployments → pipelines → agents), and an agent is deleted only after every
-graph that referenced it has let go of it, so the server never answers 409.
+Dependencies between actions are data (``Action.depends_on``), derived from
+the registry's references (``kaizenctl.kinds``): an action that writes a
+reference waits for the referenced resource's writes (agents → graphs →
+deployments), deployments go development → staging → production; a delete
+waits until every live holder of a reference to it has let go — been deleted
+or rewritten the field — (deployments → pipelines → agents), so the server
+never answers 409.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from deepdiff import DeepDiff
 
 from kaizenctl.api.models import ENVIRONMENTS
 from kaizenctl.errors import PlanError
-from kaizenctl.kinds import KINDS
+from kaizenctl.kinds import KINDS, KindInfo, named_kinds, referrers
 from kaizenctl.manifests.models import DeploymentSpec, Resource
 from kaizenctl.reconcile.layout import layered_positions
 from kaizenctl.reconcile.live import LiveSnapshot
@@ -221,6 +223,7 @@ def graph_drawing(desired: GraphState, live: GraphState | None) -> dict[str, Any
                 "mark": node_mark(node_id),
             }
         )
+
     def edge(e: EdgeKey, mark: str) -> dict[str, Any]:
         handles = "→".join(h for h in (e.source_handle, e.target_handle) if h)
         return {"source": e.source, "target": e.target, "handles": handles, "mark": mark}
@@ -248,11 +251,10 @@ class _Builder:
     actions: dict[str, Action] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     unmanaged: list[Unmanaged] = field(default_factory=list)
-    # Pipeline name -> ids of actions that must finish before it is deployed.
-    pipeline_writes: dict[str, list[str]] = field(default_factory=dict)
-    # Pipeline name -> the version it will have once this plan is applied.
+    # Versioned (deployable) resource name -> the version it will have once this plan is
+    # applied; and those whose version this plan moves.
     expected_versions: dict[str, int] = field(default_factory=dict)
-    changed_pipelines: set[str] = field(default_factory=set)
+    changed_versions: set[str] = field(default_factory=set)
 
     def add(self, action: Action) -> None:
         self.actions[action.id] = action
@@ -260,26 +262,23 @@ class _Builder:
     # ---- agents, policies, pipelines -------------------------------------------------
 
     def objects(self) -> None:
-        for kind in ("Agent", "Policy", "Pipeline"):
+        for info in named_kinds():
+            kind = info.kind
             desired = self.desired.of_kind(kind)
             live = self.live.state.of_kind(kind)
             for name, want in desired.items():
-                self._object(kind, want, live.get(name))
+                self._object(info, want, live.get(name))
             for name, have in live.items():
                 if name not in desired:
                     assert have.live_id is not None
                     self.unmanaged.append(Unmanaged(kind=kind, name=name, live_id=have.live_id))
 
-    def _object(self, kind: str, want: ObjectState, have: ObjectState | None) -> None:
+    def _object(self, info: KindInfo, want: ObjectState, have: ObjectState | None) -> None:
+        kind = info.kind
         resource = want.resource
         sensitive = resource.sensitive_paths if resource else frozenset()
-        depends: list[str] = []
-        if kind == "Pipeline" and want.graph is not None:
-            # A graph names agents; they must exist (created or kept) before it is written.
-            for agent in sorted(want.graph.agent_names()):
-                for verb in ("create", "update"):
-                    agent_action = action_id(verb, "Agent", agent)
-                    depends.append(agent_action)
+        # A graph names agents; they must exist (created or kept) before it is written.
+        depends = _waits_for(info, resource, "replace-graph")
         if have is None:
             create = Action(
                 id=action_id("create", kind, want.name),
@@ -295,14 +294,12 @@ class _Builder:
                 source=_source(resource),
             )
             self.add(create)
-            if kind == "Pipeline":
-                self.pipeline_writes.setdefault(want.name, []).append(create.id)
-                self.changed_pipelines.add(want.name)
-                version = 1
-                assert want.graph is not None
-                if want.graph.nodes or want.graph.edges:
-                    self._graph(want, None, [*depends, create.id])
-                    version += 1
+            version = 1
+            if want.graph is not None and (want.graph.nodes or want.graph.edges):
+                self._graph(info, want, None, [*depends, create.id])
+                version += 1
+            if info.versioned:
+                self.changed_versions.add(want.name)
                 self.expected_versions[want.name] = version
             return
 
@@ -320,20 +317,19 @@ class _Builder:
                 source=_source(resource),
             )
             self.add(update)
-            if kind == "Pipeline":
-                self.pipeline_writes.setdefault(want.name, []).append(update.id)
-        if kind == "Pipeline":
-            version = have.version or 1
-            if changes:
-                version += 1
-                self.changed_pipelines.add(want.name)
-            assert want.graph is not None
-            if self._graph(want, have, depends):
-                version += 1
-                self.changed_pipelines.add(want.name)
+        version = have.version or 1
+        if changes:
+            version += 1
+        if want.graph is not None and self._graph(info, want, have, depends):
+            version += 1
+        if info.versioned:
+            if version != (have.version or 1):
+                self.changed_versions.add(want.name)
             self.expected_versions[want.name] = version
 
-    def _graph(self, want: ObjectState, have: ObjectState | None, depends: list[str]) -> bool:
+    def _graph(
+        self, info: KindInfo, want: ObjectState, have: ObjectState | None, depends: list[str]
+    ) -> bool:
         """Plan a graph replacement if the graphs differ; True when the version will move."""
         assert want.graph is not None
         resource = want.resource
@@ -349,14 +345,14 @@ class _Builder:
             return False
         # Rewriting the nodes of a pipeline whose fields change too is one more write; order
         # them so the version moves predictably (fields first, then the graph).
-        update_id = action_id("update", "Pipeline", want.name)
+        update_id = action_id("update", info.kind, want.name)
         after = [update_id] if update_id in self.actions else []
         graph_action = Action(
-            id=action_id("replace-graph", "Pipeline", want.name),
+            id=action_id("replace-graph", info.kind, want.name),
             verb="replace-graph",
-            kind="Pipeline",
+            kind=info.kind,
             name=want.name,
-            summary=f"replace graph of Pipeline/{want.name}",
+            summary=f"replace graph of {info.kind}/{want.name}",
             changes=tuple(diff.changes),
             depends_on=tuple(depends + after),
             live_id=have.live_id if have else None,
@@ -367,7 +363,6 @@ class _Builder:
             source=_source(resource),
         )
         self.add(graph_action)
-        self.pipeline_writes.setdefault(want.name, []).append(graph_action.id)
         return diff.behavioural
 
     # ---- deployments -----------------------------------------------------------------
@@ -466,7 +461,7 @@ class _Builder:
         if verb == "rollback" and production:
             requires_flag = ALLOW_PRODUCTION_ROLLBACK
             warnings = (f"rolls back production: apply needs {ALLOW_PRODUCTION_ROLLBACK}",)
-        elif verb == "deploy" and production and spec.pipeline in self.changed_pipelines:
+        elif verb == "deploy" and production and spec.pipeline in self.changed_versions:
             warnings = (
                 "deploys a pipeline change straight to production, not by promotion "
                 "(consider `promote_from: staging`)",
@@ -481,7 +476,7 @@ class _Builder:
                 name=key,
                 summary=f"{spec.pipeline}: {spec.environment} {before} → {after_version} ({how})",
                 changes=(FieldChange(field="pipeline_version", before=current, after=target),),
-                depends_on=tuple((after or []) + self.pipeline_writes.get(spec.pipeline, [])),
+                depends_on=tuple((after or []) + _waits_for(KINDS["Deployment"], resource, verb)),
                 live_id=live_id,
                 payload={
                     "pipeline": spec.pipeline,
@@ -526,7 +521,6 @@ class _Builder:
     def prune(self) -> None:
         if not self.options.prune:
             return
-        slot_deletes: dict[str, list[str]] = {}
         for item in self.unmanaged:
             if item.kind != "Deployment":
                 continue
@@ -550,32 +544,11 @@ class _Builder:
                 ),
             )
             self.add(delete)
-            slot_deletes.setdefault(slot.pipeline, []).append(delete.id)
-
-        live_pipelines = self.live.state.of_kind("Pipeline")
-        # agent name -> actions that must finish before it can be deleted
-        agent_holders: dict[str, list[str]] = {}
-        for name, pipeline in live_pipelines.items():
-            if pipeline.graph is None:
-                continue
-            for agent in pipeline.graph.agent_names():
-                if name not in self.desired.of_kind("Pipeline"):
-                    agent_holders.setdefault(agent, []).append(
-                        action_id("delete", "Pipeline", name)
-                    )
-                else:
-                    agent_holders.setdefault(agent, []).append(
-                        action_id("replace-graph", "Pipeline", name)
-                    )
 
         for item in self.unmanaged:
-            if item.kind not in ("Pipeline", "Agent", "Policy"):
+            info = KINDS[item.kind]
+            if info.service is None:
                 continue
-            depends: list[str] = []
-            if item.kind == "Pipeline":
-                depends = slot_deletes.get(item.name, [])
-            elif item.kind == "Agent":
-                depends = agent_holders.get(item.name, [])
             self.add(
                 Action(
                     id=action_id("delete", item.kind, item.name),
@@ -583,7 +556,7 @@ class _Builder:
                     kind=item.kind,
                     name=item.name,
                     summary=f"delete {item.kind}/{item.name}",
-                    depends_on=tuple(depends),
+                    depends_on=tuple(_lets_go(self.live.state, item.kind, item.name)),
                     live_id=item.live_id,
                 )
             )
@@ -591,9 +564,9 @@ class _Builder:
     def refuse_delete_all(self) -> None:
         if self.options.allow_delete_all:
             return
-        for kind in KINDS:
+        for kind, info in KINDS.items():
             deletes = [a for a in self.actions.values() if a.verb == "delete" and a.kind == kind]
-            if kind == "Deployment":
+            if info.service is None:
                 live_count = sum(1 for s in self.live.state.deployments.values() if s.running_ids)
             else:
                 live_count = len(self.live.state.of_kind(kind))
@@ -622,6 +595,39 @@ class _Builder:
             unmanaged=tuple(sorted(unmanaged, key=lambda u: (u.kind, u.name))),
             prune=self.options.prune,
         )
+
+
+def _waits_for(info: KindInfo, resource: Resource | None, verb: str) -> list[str]:
+    """The writes that an action ``verb`` on ``resource`` waits for: those of what it references.
+
+    Every candidate is named; ``finish`` keeps those the plan holds.
+    """
+    if resource is None:
+        return []
+    waits: list[str] = []
+    for reference in info.references:
+        if verb not in reference.written_by:
+            continue
+        target = KINDS[reference.kind]
+        for name in sorted({name for _, name in reference.names(resource.spec)}):
+            waits.extend(action_id(write, target.kind, name) for write in target.write_verbs)
+    return waits
+
+
+def _lets_go(live: State, kind: str, name: str) -> list[str]:
+    """What a delete of ``kind``/``name`` waits for: every live holder of a reference to it
+    lets go first, by its own delete or by the action that rewrites the field.
+
+    The same reference table as ``_waits_for``, read the other way round.
+    """
+    waits: list[str] = []
+    for holder_info, reference in referrers(kind):
+        for holder, held in reference.live_holders(live):
+            if held != name:
+                continue
+            for verb in ("delete", *reference.released_by):
+                waits.append(action_id(verb, holder_info.kind, holder))
+    return waits
 
 
 def _is_pruned(item: Unmanaged, actions: Iterable[Action]) -> bool:

@@ -1,7 +1,8 @@
 """Fetch live state through the service layer, concurrently, and normalize it.
 
-Requests: one paged list per kind, then nodes and connections per pipeline
-(only for the pipelines in scope) — the minimum the contract allows.
+Requests: one paged list per kind of the registry (``kaizenctl.kinds``), then
+the graph (nodes and connections) of each object of a kind with a graph, only
+for those in scope — the minimum the contract allows.
 """
 
 from __future__ import annotations
@@ -10,16 +11,10 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from kaizenctl.api.models import (
-    Agent,
-    Deployment,
-    Pipeline,
-    PipelineConnection,
-    PipelineNode,
-    Policy,
-)
-from kaizenctl.api.service import KaizenApi
+from kaizenctl.api.models import Deployment, PipelineConnection, PipelineNode
+from kaizenctl.api.service import KaizenApi, NamedObject, NamedObjectService
 from kaizenctl.errors import PlanError
+from kaizenctl.kinds import KINDS, KindInfo, named_kinds
 from kaizenctl.reconcile.state import (
     DeploymentSlot,
     EdgeKey,
@@ -38,17 +33,21 @@ class LiveSnapshot:
     """Raw live objects as read, plus the normalized ``State`` built from them."""
 
     state: State
-    agents: list[Agent]
-    pipelines: list[Pipeline]
-    policies: list[Policy]
+    # Kind -> every object its service listed (named kinds of the registry).
+    listed: dict[str, list[NamedObject]]
     deployments: list[Deployment]
+    # Graphs read, by object id.
     nodes: dict[str, list[PipelineNode]] = field(default_factory=dict)
     connections: dict[str, list[PipelineConnection]] = field(default_factory=dict)
-    agent_names_by_id: dict[str, str] = field(default_factory=dict)
-    pipeline_names_by_id: dict[str, str] = field(default_factory=dict)
+
+    def of_kind(self, kind: str) -> list[NamedObject]:
+        return self.listed.get(kind, [])
+
+    def names_by_id(self, kind: str) -> dict[str, str]:
+        return {item.id: item.name for item in self.of_kind(kind)}
 
 
-def _check_unique(kind: str, items: Iterable[Agent | Pipeline | Policy]) -> None:
+def _check_unique(kind: str, items: Iterable[NamedObject]) -> None:
     """Refuse to guess when a server holds two resources of one kind with one name."""
     ids_by_name: dict[str, list[str]] = {}
     for item in items:
@@ -155,59 +154,69 @@ async def fetch_live(
     *,
     pipelines_in_scope: Callable[[str], bool] = lambda name: True,
 ) -> LiveSnapshot:
-    """Read every list concurrently, then the graphs of the pipelines in scope."""
-    agents, pipelines, policies, deployments = await asyncio.gather(
-        api.agents.list_all(),
-        api.pipelines.list_all(),
-        api.policies.list_all(),
+    """Read every list concurrently, then the graphs of the objects in scope."""
+    kinds = named_kinds()
+    lists, deployments = await asyncio.gather(
+        asyncio.gather(*(_service(info, api).list_all() for info in kinds)),
         api.deployments.list_all(),
     )
-    _check_unique("Agent", agents)
-    _check_unique("Pipeline", pipelines)
-    _check_unique("Policy", policies)
-    agent_names_by_id = {agent.id: agent.name for agent in agents}
-    pipeline_names_by_id = {pipeline.id: pipeline.name for pipeline in pipelines}
+    listed: dict[str, list[NamedObject]] = {}
+    for info, items in zip(kinds, lists, strict=True):
+        _check_unique(info.kind, items)
+        listed[info.kind] = list(items)
+    snapshot = LiveSnapshot(state=State(), listed=listed, deployments=deployments)
+    graphs = [info for info in kinds if info.graph is not None]
+    scoped = [
+        (info, item)
+        for info in graphs
+        for item in listed[info.kind]
+        if pipelines_in_scope(item.name)
+    ]
+    read = await asyncio.gather(*(_read_graph(info, api, item.id) for info, item in scoped))
+    for (_info, item), (nodes, connections) in zip(scoped, read, strict=True):
+        snapshot.nodes[item.id] = nodes
+        snapshot.connections[item.id] = connections
 
-    scoped = [p for p in pipelines if pipelines_in_scope(p.name)]
-    graphs = await asyncio.gather(
-        *(
-            asyncio.gather(api.pipelines.get_nodes(p.id), api.pipelines.get_connections(p.id))
-            for p in scoped
-        )
-    )
-    snapshot = LiveSnapshot(
-        state=State(),
-        agents=agents,
-        pipelines=pipelines,
-        policies=policies,
-        deployments=deployments,
-        agent_names_by_id=agent_names_by_id,
-        pipeline_names_by_id=pipeline_names_by_id,
-    )
     state = snapshot.state
-    for agent in agents:
-        state.of_kind("Agent")[agent.name] = ObjectState(
-            "Agent", agent.name, object_fields("Agent", agent), live_id=agent.id
-        )
-    for policy in policies:
-        state.of_kind("Policy")[policy.name] = ObjectState(
-            "Policy", policy.name, object_fields("Policy", policy), live_id=policy.id
-        )
-    graph_by_id = {p.id: graph for p, graph in zip(scoped, graphs, strict=True)}
-    for pipeline in pipelines:
-        graph: GraphState | None = None
-        if pipeline.id in graph_by_id:
-            nodes, connections = graph_by_id[pipeline.id]
-            snapshot.nodes[pipeline.id] = nodes
-            snapshot.connections[pipeline.id] = connections
-            graph = live_graph(nodes, connections, agent_names_by_id)
-        state.of_kind("Pipeline")[pipeline.name] = ObjectState(
-            "Pipeline",
-            pipeline.name,
-            object_fields("Pipeline", pipeline),
-            live_id=pipeline.id,
-            graph=graph,
-            version=pipeline.version,
-        )
-    state.deployments = deployment_slots(deployments, pipeline_names_by_id)
+    for info in kinds:
+        node_names = snapshot.names_by_id(info.graph_node_kind) if info.graph_node_kind else {}
+        for item in listed[info.kind]:
+            graph: GraphState | None = None
+            if item.id in snapshot.nodes:
+                graph = live_graph(
+                    snapshot.nodes[item.id], snapshot.connections[item.id], node_names
+                )
+            state.add(
+                ObjectState(
+                    info.kind,
+                    item.name,
+                    object_fields(info.kind, item),
+                    live_id=item.id,
+                    graph=graph,
+                    version=_version(item) if info.versioned else None,
+                )
+            )
+    deployed = KINDS["Deployment"].references[0].kind
+    state.deployments = deployment_slots(deployments, snapshot.names_by_id(deployed))
     return snapshot
+
+
+def _service(info: KindInfo, api: KaizenApi) -> NamedObjectService:
+    assert info.service is not None
+    return info.service(api)
+
+
+async def _read_graph(
+    info: KindInfo, api: KaizenApi, item_id: str
+) -> tuple[list[PipelineNode], list[PipelineConnection]]:
+    assert info.graph is not None
+    service = info.graph(api)
+    nodes, connections = await asyncio.gather(
+        service.get_nodes(item_id), service.get_connections(item_id)
+    )
+    return nodes, connections
+
+
+def _version(item: NamedObject) -> int | None:
+    version = getattr(item, "version", None)
+    return version if isinstance(version, int) else None

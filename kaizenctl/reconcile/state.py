@@ -8,13 +8,15 @@ applied set compares equal against any server that follows CONTRACT.md.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel
 
 from kaizenctl.kinds import KINDS
-from kaizenctl.manifests.models import DeploymentSpec, PipelineSpec, Resource
+from kaizenctl.manifests.models import PipelineSpec, Resource
 
 Fields = dict[str, Any]
 
@@ -53,14 +55,14 @@ class GraphState:
 
 @dataclass(frozen=True)
 class ObjectState:
-    """One agent, pipeline or policy, normalized. ``live_id`` is None on the desired side."""
+    """One resource of a named kind, normalized. ``live_id`` is None on the desired side."""
 
     kind: str
     name: str
     fields: Fields
     live_id: str | None = None
     graph: GraphState | None = None
-    # Pipelines only: the server's version counter (live side).
+    # Versioned kinds only (``KindInfo.versioned``): the server's version counter (live side).
     version: int | None = None
     resource: Resource | None = None
 
@@ -95,8 +97,12 @@ class State:
     # Desired side: deployment manifests by "pipeline/environment".
     deployment_specs: dict[str, Resource] = field(default_factory=dict)
 
-    def of_kind(self, kind: str) -> dict[str, ObjectState]:
-        return self.objects.setdefault(kind, {})
+    def of_kind(self, kind: str) -> Mapping[str, ObjectState]:
+        """This side's resources of ``kind`` by name (read-only; reading changes nothing)."""
+        return MappingProxyType(self.objects.get(kind, {}))
+
+    def add(self, item: ObjectState) -> None:
+        self.objects.setdefault(item.kind, {})[item.name] = item
 
 
 def comparable(value: Any) -> Any:
@@ -108,7 +114,7 @@ def comparable(value: Any) -> Any:
     return value
 
 
-def object_fields(kind: str, source: BaseModel) -> Fields:
+def object_fields(kind: str, source: object) -> Fields:
     """The compared fields of a spec or of a live API object: the same names on both sides."""
     info = KINDS[kind]
     fields: Fields = {}
@@ -141,14 +147,18 @@ def desired_state(resources: list[Resource]) -> State:
     state = State()
     for resource in resources:
         spec = resource.spec
-        if isinstance(spec, DeploymentSpec):
-            state.deployment_specs[f"{spec.pipeline}/{spec.environment}"] = resource
+        info = KINDS[resource.kind]
+        if info.service is None:
+            # A slot kind (Deployment): kept as written, by its identity.
+            state.deployment_specs[info.identity(resource)] = resource
         else:
-            state.of_kind(resource.kind)[resource.name] = ObjectState(
-                resource.kind,
-                resource.name,
-                object_fields(resource.kind, spec),
-                graph=pipeline_graph(spec) if isinstance(spec, PipelineSpec) else None,
-                resource=resource,
+            state.add(
+                ObjectState(
+                    resource.kind,
+                    resource.name,
+                    object_fields(resource.kind, spec),
+                    graph=pipeline_graph(spec) if isinstance(spec, PipelineSpec) else None,
+                    resource=resource,
+                )
             )
     return state

@@ -69,7 +69,7 @@ def test_layered_positions_put_each_node_right_of_its_predecessors(
 
 def _live(**kinds: dict[str, ObjectState]) -> LiveSnapshot:
     state = State(objects=dict(kinds))
-    return LiveSnapshot(state=state, agents=[], pipelines=[], policies=[], deployments=[])
+    return LiveSnapshot(state=state, listed={}, deployments=[])
 
 
 def _example_desired() -> State:

@@ -66,6 +66,7 @@ def command(
     from kaizenctl.commands.common import (
         build_plan_options,
         load_resources,
+        plan_context,
         plan_with_progress,
         use_color,
     )
@@ -113,7 +114,9 @@ def command(
             else:
                 plan, live = await plan_with_progress(api, resources, options, settings.api_url)
             # JSON: one document per line (the plan, then the result), so a pipe can split them.
-            click.echo(render_plan(plan, fmt, color=use_color(), json_lines=True), nl=False)
+            context = await plan_context(api) if fmt == "markdown" else None
+            rendered = render_plan(plan, fmt, color=use_color(), json_lines=True, context=context)
+            click.echo(rendered, nl=False)
             if not plan.has_changes:
                 return None
             check_flags(plan, allowed)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from kaizenctl.manifests.models import Resource
     from kaizenctl.reconcile import LiveSnapshot, Plan
     from kaizenctl.reconcile.diff import PlanOptions
+    from kaizenctl.render import PlanContext
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -102,3 +103,12 @@ async def plan_with_progress(
     counts = [f"{len(live.of_kind(info.kind))} {info.plural}" for info in named_kinds()]
     progress(f"Read {', '.join(counts)}, {len(live.deployments)} deployments.")
     return plan, live
+
+
+async def plan_context(api: KaizenApi) -> PlanContext:
+    """The server and organization a plan is made against, for the Markdown comment's head."""
+    from kaizenctl.gitops.saved_plan import server_identity
+    from kaizenctl.render import PlanContext
+
+    user = await api.current_user()
+    return PlanContext(server=server_identity(api), organization=user.organization_id)

@@ -46,27 +46,30 @@ def command(
     from kaizenctl.commands.common import (
         build_plan_options,
         load_resources,
+        plan_context,
         plan_with_progress,
         use_color,
     )
     from kaizenctl.commands.options import settings_from_options
     from kaizenctl.reconcile import Plan
-    from kaizenctl.render import render_plan
+    from kaizenctl.render import PlanContext, render_plan
 
     resources = load_resources(paths)
     options = build_plan_options(prune=prune, targets=targets, allow_delete_all=allow_delete_all)
     settings = settings_from_options(**connection)
 
-    async def run() -> Plan:
+    async def run() -> tuple[Plan, PlanContext | None]:
         async with open_api(settings) as api:
             plan, live = await plan_with_progress(api, resources, options, settings.api_url)
             if out_file is not None:
                 from kaizenctl.gitops.saved_plan import save_plan
 
                 await save_plan(api, out_file, plan, live, resources)
-            return plan
+            context = await plan_context(api) if output_format == "markdown" else None
+            return plan, context
 
-    plan = asyncio.run(run())
-    click.echo(render_plan(plan, output_format, color=use_color()), nl=False)  # type: ignore[arg-type]
+    plan, context = asyncio.run(run())
+    rendered = render_plan(plan, output_format, color=use_color(), context=context)  # type: ignore[arg-type]
+    click.echo(rendered, nl=False)
     if detailed_exitcode and plan.has_changes:
         raise SystemExit(EXIT_CHANGES)

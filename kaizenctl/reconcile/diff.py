@@ -215,14 +215,17 @@ def graph_drawing(desired: GraphState, live: GraphState | None) -> dict[str, Any
     nodes = []
     for node_id in node_ids:
         node = desired.nodes.get(node_id) or live.nodes[node_id]
-        nodes.append(
-            {
-                "id": node_id,
-                "node_type": node.node_type,
-                "agent": node.agent,
-                "mark": node_mark(node_id),
-            }
-        )
+        entry: dict[str, Any] = {
+            "id": node_id,
+            "node_type": node.node_type,
+            "agent": node.agent,
+            "mark": node_mark(node_id),
+        }
+        was = live.nodes.get(node_id)
+        if node_id in desired.nodes and was is not None and was.agent != node.agent:
+            # A reviewer must see which agent a node leaves, not only the one it gets.
+            entry["agent_before"] = was.agent
+        nodes.append(entry)
 
     def edge(e: EdgeKey, mark: str) -> dict[str, Any]:
         handles = "→".join(h for h in (e.source_handle, e.target_handle) if h)
@@ -286,9 +289,11 @@ class _Builder:
                 kind=kind,
                 name=want.name,
                 summary=f"create {kind}/{want.name}",
+                # A field left unset (None) is no change to a resource that does not exist yet.
                 changes=tuple(
                     FieldChange(field=k, after=v, sensitive=_is_sensitive(k, sensitive))
                     for k, v in want.fields.items()
+                    if v is not None
                 ),
                 payload={"fields": {"name": want.name, **want.fields}},
                 source=_source(resource),
@@ -474,7 +479,10 @@ class _Builder:
                 verb=verb,
                 kind="Deployment",
                 name=key,
-                summary=f"{spec.pipeline}: {spec.environment} {before} → {after_version} ({how})",
+                summary=(
+                    f"Deployment/{resource.name}: {spec.pipeline} in {spec.environment} "
+                    f"{before} → {after_version} ({how})"
+                ),
                 changes=(FieldChange(field="pipeline_version", before=current, after=target),),
                 depends_on=tuple((after or []) + _waits_for(KINDS["Deployment"], resource, verb)),
                 live_id=live_id,

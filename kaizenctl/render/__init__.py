@@ -7,9 +7,11 @@ Every string leaves through ``redact`` and sensitive values are masked.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from kaizenctl.reconcile.apply import ApplyResult
+from kaizenctl.reconcile.diff import PRODUCTION
 from kaizenctl.reconcile.plan import VERB_SYMBOLS, Action, FieldChange, Plan
 from kaizenctl.redact import MASK, redact
 
@@ -19,6 +21,9 @@ MAX_VALUE_WIDTH = 100
 # GitHub refuses comments over 65,536 characters; leave room for the trailer.
 MARKDOWN_LIMIT = 60_000
 MARKDOWN_DETAILED_ACTIONS = 200
+
+# Under each action that changes what production runs, so that it stands out.
+PRODUCTION_NOTE = "production: this changes what production runs"
 
 _COLORS = {"+": "green", "~": "yellow", "-": "red", "»": "cyan", "«": "magenta"}
 
@@ -36,7 +41,7 @@ def format_value(value: Any, sensitive: bool = False, width: int = MAX_VALUE_WID
         return MASK
     if isinstance(value, str) and "\n" in value:
         first = value.splitlines()[0] if value.strip() else ""
-        text = json.dumps(first + " …") + f" ({len(value.splitlines())} lines)"
+        text = json.dumps(first + " …", ensure_ascii=False) + f" ({len(value.splitlines())} lines)"
     else:
         text = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
     if len(text) > width:
@@ -44,7 +49,51 @@ def format_value(value: Any, sensitive: bool = False, width: int = MAX_VALUE_WID
     return text
 
 
+# Unchanged lines shown around each changed one in a multi-line diff (as `diff -U2`).
+LINE_DIFF_CONTEXT = 2
+
+
+def is_multiline_change(change: FieldChange) -> bool:
+    """A string edited on one of several lines: shown as a line diff, not before → after."""
+    return (
+        not change.sensitive
+        and isinstance(change.before, str)
+        and isinstance(change.after, str)
+        and ("\n" in change.before.rstrip("\n") or "\n" in change.after.rstrip("\n"))
+    )
+
+
+def line_diff(before: str, after: str, context: int = LINE_DIFF_CONTEXT) -> list[tuple[str, str]]:
+    """(mark, line) pairs: " " unchanged, "-" removed, "+" added, "…" for hidden unchanged lines."""
+    import difflib
+
+    old, new = before.splitlines(), after.splitlines()
+    if old == new:
+        # Only line endings differ: say so rather than show two identical texts.
+        ending = "ends with a newline" if after.endswith("\n") else "has no final newline"
+        return [("~", f"(only the line endings differ; the new text {ending})")]
+    lines: list[tuple[str, str]] = []
+    groups = difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_grouped_opcodes(context)
+    shown_until = 0
+    for group in groups:
+        first = group[0][1]
+        if first > shown_until:
+            lines.append(("…", f"({first - shown_until} unchanged lines)"))
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                lines.extend((" ", line) for line in old[i1:i2])
+                continue
+            lines.extend(("-", line) for line in old[i1:i2])
+            lines.extend(("+", line) for line in new[j1:j2])
+        shown_until = group[-1][2]
+    if shown_until < len(old):
+        lines.append(("…", f"({len(old) - shown_until} unchanged lines)"))
+    return lines
+
+
 def _change_line(change: FieldChange) -> tuple[str, str]:
+    if is_multiline_change(change):
+        return "~", f"{change.field}:"
     before = format_value(change.before, change.sensitive)
     after = format_value(change.after, change.sensitive)
     if change.before is None and change.after is not None:
@@ -56,6 +105,15 @@ def _change_line(change: FieldChange) -> tuple[str, str]:
     ):
         return "-", f"{change.field} = {before}"
     return "~", f"{change.field}: {before} → {after}"
+
+
+def _change_body(change: FieldChange) -> list[tuple[str, str]]:
+    """The lines under a change's own line: a multi-line string's line diff, else nothing."""
+    if not is_multiline_change(change):
+        return []
+    assert isinstance(change.before, str)
+    assert isinstance(change.after, str)
+    return line_diff(change.before, change.after)
 
 
 def summary_line(plan: Plan) -> str:
@@ -80,13 +138,21 @@ def _action_header(action: Action) -> str:
 
 
 def render_plan(
-    plan: Plan, fmt: Format = "text", *, color: bool = False, json_lines: bool = False
+    plan: Plan,
+    fmt: Format = "text",
+    *,
+    color: bool = False,
+    json_lines: bool = False,
+    context: PlanContext | None = None,
 ) -> str:
-    """The plan in ``fmt``; ``json_lines`` puts a JSON document on one line (for apply)."""
+    """The plan in ``fmt``; ``json_lines`` puts a JSON document on one line (for apply).
+
+    ``context`` (server and organization) heads the Markdown form, for PR reviewers.
+    """
     if fmt == "json":
         return redact(_json(plan_to_json(plan), json_lines))
     if fmt == "markdown":
-        return redact(_plan_markdown(plan))
+        return redact(_plan_markdown(plan, context))
     return redact(_plan_text(plan, color))
 
 
@@ -101,9 +167,13 @@ def _plan_text(plan: Plan, color: bool) -> str:
             if action.source:
                 header += f"   ({action.source})"
             lines.append(_style(header, symbol, color))
+            if _is_production(action) and action.verb != "delete":
+                lines.append(_style(f"      ! {PRODUCTION_NOTE}", "~", color))
             for change in action.changes:
                 change_symbol, text = _change_line(change)
                 lines.append(_style(f"      {change_symbol} {text}", change_symbol, color))
+                for mark, line in _change_body(change):
+                    lines.append(_style(f"          {mark} {line}".rstrip(), mark, color))
             for warning in action.warnings:
                 lines.append(_style(f"      ! {warning}", "~", color))
         lines.append("")
@@ -207,7 +277,7 @@ def _field_names(action: Action) -> str:
     names = list(dict.fromkeys(change.field for change in action.changes))
     if not names:
         return ""
-    shown = ", ".join(f"`{_escape(name)}`" for name in names[:MARKDOWN_FIELDS_PER_ACTION])
+    shown = ", ".join(_code(name) for name in names[:MARKDOWN_FIELDS_PER_ACTION])
     more = len(names) - MARKDOWN_FIELDS_PER_ACTION
     return f" — {shown}" + (f" and {more} more" if more > 0 else "")
 
@@ -218,20 +288,30 @@ def _mermaid(action: Action) -> list[str]:
         return []
     lines = ["```mermaid", "flowchart LR"]
     classes = {"added": "added", "removed": "removed", "changed": "changed"}
+    # Mermaid ids must be plain words; node ids may hold any character, so number them
+    # (two ids that differ only in punctuation, `a-b` and `a_b`, stay two nodes).
+    mermaid_ids: dict[str, str] = {}
+
+    def mermaid_id(node_id: str) -> str:
+        return mermaid_ids.setdefault(node_id, f"n{len(mermaid_ids)}")
+
     for node in drawing["nodes"]:
-        label = node["id"] + (f"<br/>{node['agent']}" if node.get("agent") else "")
+        agent = node.get("agent")
+        was = node.get("agent_before")
+        if was and was != agent:
+            agent = f"{was} → {agent or '(none)'}"
+        label = _mermaid_text(node["id"]) + (f"<br/>{_mermaid_text(agent)}" if agent else "")
         mark = node["mark"]
         prefix = {"added": "+ ", "removed": "- ", "changed": "~ "}.get(mark, "")
         css = f":::{classes[mark]}" if mark in classes else ""
-        lines.append(f'    {_mermaid_id(node["id"])}["{prefix}{label}"]{css}')
+        lines.append(f'    {mermaid_id(node["id"])}["{prefix}{label}"]{css}')
     link_styles = []
     for index, edge in enumerate(drawing["edges"]):
         arrow = {"added": "==>", "removed": "-.->"}.get(edge["mark"], "-->")
         words = [w for w in (edge.get("handles"), edge["mark"]) if w and w != "same"]
-        label = f"|{_escape(' '.join(words))}|" if words else ""
-        lines.append(
-            f"    {_mermaid_id(edge['source'])} {arrow}{label} {_mermaid_id(edge['target'])}"
-        )
+        label = f'|"{_mermaid_text(" ".join(words))}"|' if words else ""
+        source, target = mermaid_id(edge["source"]), mermaid_id(edge["target"])
+        lines.append(f"    {source} {arrow}{label} {target}")
         if edge["mark"] in ("added", "removed"):
             colour = "#2da44e" if edge["mark"] == "added" else "#cf222e"
             link_styles.append(f"    linkStyle {index} stroke:{colour}")
@@ -243,63 +323,151 @@ def _mermaid(action: Action) -> list[str]:
     return lines
 
 
-def _mermaid_id(node_id: str) -> str:
-    # Mermaid ids cannot hold dots or dashes safely; node ids can.
-    return "n_" + "".join(ch if ch.isalnum() else "_" for ch in node_id)
+def _mermaid_text(text: str) -> str:
+    """Text inside a quoted Mermaid label: quotes and angle brackets as entities."""
+    return _escape(text).replace('"', "#quot;")
 
 
-def _plan_markdown(plan: Plan) -> str:
-    lines = ["### kaizenctl plan", "", f"**{summary_line(plan)}**", ""]
+@dataclass(frozen=True)
+class PlanContext:
+    """Where a plan was made, for a reader who sees only the rendered comment."""
+
+    server: str
+    organization: str | None = None
+
+
+def _is_production(action: Action) -> bool:
+    return action.kind == "Deployment" and (
+        action.payload.get("environment") == PRODUCTION or action.name.endswith("/" + PRODUCTION)
+    )
+
+
+def _code(text: str) -> str:
+    """Inline code that survives any backtick in ``text`` (CommonMark: a longer fence)."""
+    fence = "`"
+    while fence in text:
+        fence += "`"
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_action(action: Action) -> str:
+    # The symbol goes inside the code span: a list item starting with `+ ` or `- ` is a
+    # nested list to GitHub, which would drop the symbol.
+    return _code(f"{VERB_SYMBOLS[action.verb]} {action.summary}")
+
+
+@dataclass
+class _MarkdownPart:
+    """A whole block of the comment; trimming drops whole parts, never half of one."""
+
+    text: str
+    # What leaving this part out loses, in the trimmed comment's note ("change lines").
+    counts_as: str | None = None
+
+
+def _plan_markdown(plan: Plan, context: PlanContext | None) -> str:
+    head = ["### kaizenctl plan", ""]
+    if context is not None:
+        where = f"Planned against {_code(context.server)}"
+        if context.organization:
+            where += f", organization {_code(context.organization)}"
+        head += [where + ".", ""]
+    head += [f"**{summary_line(plan)}**", ""]
+    parts: list[_MarkdownPart] = []
+
+    def section(title: str, items: list[str], counts_as: str) -> None:
+        if not items:
+            return
+        parts.append(_MarkdownPart(f"#### {title}\n"))
+        parts.extend(_MarkdownPart(item + "\n", counts_as) for item in items)
+        parts.append(_MarkdownPart("\n"))
+
     deletes = [a for a in plan.actions if a.verb == "delete"]
-    if deletes:
-        lines.append(f"#### :warning: {len(deletes)} to delete")
-        lines.extend(f"- `{a.summary}`" for a in deletes)
-        lines.append("")
-    warned = [a for a in plan.actions if a.warnings]
-    if warned:
-        lines.append("#### Needs attention")
-        lines.extend(f"- `{a.summary}`: {w}" for a in warned for w in a.warnings)
-        lines.append("")
-    others = [a for a in plan.actions if a.verb != "delete"]
-    if others:
-        lines.append("#### Changes")
-        lines.extend(f"- {VERB_SYMBOLS[a.verb]} `{a.summary}`{_field_names(a)}" for a in others)
-        lines.append("")
+    section(
+        f":warning: {len(deletes)} to delete", [f"- {_md_action(a)}" for a in deletes], "deletes"
+    )
+    warned = [(a, w) for a in plan.actions for w in a.warnings]
+    section(
+        "Needs attention",
+        [f"- {_md_action(a)}: {_escape(w)}" for a, w in warned],
+        "warnings",
+    )
+    production = [a for a in plan.actions if a.verb != "delete" and _is_production(a)]
+    section(
+        f":rotating_light: Production ({len(production)})",
+        [f"- {_md_action(a)}{_field_names(a)}" for a in production],
+        "production changes",
+    )
+    others = [a for a in plan.actions if a.verb != "delete" and not _is_production(a)]
+    section("Changes", [f"- {_md_action(a)}{_field_names(a)}" for a in others], "change lines")
     detailed = [a for a in plan.actions if a.changes or a.payload.get("graph_diff")]
     for action in detailed[:MARKDOWN_DETAILED_ACTIONS]:
-        lines.append(f"<details><summary>{_escape(_action_header(action))}</summary>")
-        lines.append("")
+        block = [f"<details><summary>{_escape(_action_header(action))}</summary>", ""]
         if action.changes:
-            lines.append("```diff")
-            for change in action.changes:
-                symbol, text = _change_line(change)
-                lines.append(f"{'!' if symbol == '~' else symbol} {text}")
-            lines.append("```")
-        lines.extend(_mermaid(action))
-        lines.append("")
-        lines.append("</details>")
-        lines.append("")
-    if len(detailed) > MARKDOWN_DETAILED_ACTIONS:
-        lines.append(
-            f"_…details of {len(detailed) - MARKDOWN_DETAILED_ACTIONS} more actions left out; "
-            "run `kaizenctl plan` for the full plan._"
+            block.append(_fence("diff", _markdown_diff(action)))
+        block.extend(_mermaid(action))
+        block += ["", "</details>", "", ""]
+        parts.append(_MarkdownPart("\n".join(block), "detail sections"))
+    left_out_details = len(detailed) - MARKDOWN_DETAILED_ACTIONS
+    if left_out_details > 0:
+        parts.append(
+            _MarkdownPart(
+                f"_…details of {left_out_details} more actions left out; "
+                "run `kaizenctl plan` for the full plan._\n\n"
+            )
         )
     if plan.unmanaged:
-        lines.append(
-            f"<details><summary>Unmanaged live resources ({len(plan.unmanaged)})</summary>"
+        items = "".join(f"- {_code(u.kind + '/' + u.name)}\n" for u in plan.unmanaged)
+        parts.append(
+            _MarkdownPart(
+                f"<details><summary>Unmanaged live resources ({len(plan.unmanaged)})"
+                f"</summary>\n\n{items}\n</details>\n",
+                "unmanaged lists",
+            )
         )
-        lines.append("")
-        lines.extend(f"- `{u.kind}/{u.name}`" for u in plan.unmanaged)
-        lines.append("")
-        lines.append("</details>")
-    text = "\n".join(lines) + "\n"
-    if len(text) > MARKDOWN_LIMIT:
-        cut = text.rfind("\n<details>", 0, MARKDOWN_LIMIT)
-        text = (
-            text[: cut if cut > 0 else MARKDOWN_LIMIT]
-            + "\n\n_…plan trimmed to fit a comment; run `kaizenctl plan` for all of it._\n"
-        )
-    return text
+    return _fit("\n".join(head) + "\n", parts)
+
+
+def _markdown_diff(action: Action) -> list[str]:
+    lines = []
+    for change in action.changes:
+        symbol, text = _change_line(change)
+        lines.append(f"{'!' if symbol == '~' else symbol} {text}")
+        for mark, line in _change_body(change):
+            lines.append(f"{'!' if mark == '~' else mark}   {line}".rstrip())
+    return lines
+
+
+def _fence(language: str, lines: list[str]) -> str:
+    """A fenced block that no line inside can close early."""
+    fence = "```"
+    while any(line.lstrip().startswith(fence) for line in lines):
+        fence += "`"
+    return "\n".join([fence + language, *lines, fence])
+
+
+def _fit(head: str, parts: list[_MarkdownPart]) -> str:
+    """``head`` and as many whole parts as fit under MARKDOWN_LIMIT, saying what was left out."""
+    text = head + "".join(part.text for part in parts)
+    if len(text) <= MARKDOWN_LIMIT:
+        return text
+    budget = MARKDOWN_LIMIT - len(head) - 500  # room for the note below
+    kept: list[str] = []
+    left_out: dict[str, int] = {}
+    for part in parts:
+        if not left_out and len(part.text) <= budget:
+            kept.append(part.text)
+            budget -= len(part.text)
+        elif part.counts_as is not None:
+            left_out[part.counts_as] = left_out.get(part.counts_as, 0) + 1
+    what = ", ".join(f"{count} {label}" for label, count in left_out.items())
+    return (
+        head
+        + "".join(kept)
+        + f"\n\n_…plan trimmed to fit a comment: {what} left out; "
+        "run `kaizenctl plan` for all of it._\n"
+    )
 
 
 def _escape(text: str) -> str:

@@ -33,9 +33,9 @@ def test_a_pipeline_change_is_carried_through_all_three_environments_in_order(
     plan, result = kaizen.apply()
 
     assert [a.summary for a in plan.actions if a.kind == "Deployment"] == [
-        "support: development v2 → v3 (deploy)",
-        "support: staging v2 → v3 (promote from development)",
-        "support: production v2 → v3 (promote from staging)",
+        "Deployment/support-dev: support in development v2 → v3 (deploy)",
+        "Deployment/support-staging: support in staging v2 → v3 (promote from development)",
+        "Deployment/support-prod: support in production v2 → v3 (promote from staging)",
     ]
     assert result.ok, result.outcomes
     assert _running(kaizen, "support") == {"development": 3, "staging": 3, "production": 3}
@@ -87,7 +87,9 @@ def test_a_pinned_previous_version_rolls_back(kaizen: Kaizen) -> None:
     plan, result = kaizen.apply()
 
     rollback = plan.action("rollback:Deployment/ticket-router/development")
-    assert rollback.summary == "ticket-router: development v3 → v2 (rollback)"
+    assert rollback.summary == (
+        "Deployment/ticket-router-dev: ticket-router in development v3 → v2 (rollback)"
+    )
     # staging follows development by promotion, so it follows the rollback too.
     assert (
         "rollback:Deployment/ticket-router/development"
@@ -161,7 +163,7 @@ def test_a_rollback_made_by_hand_shows_up_as_drift(kaizen: Kaizen) -> None:
     plan = kaizen.plan()
 
     assert [a.summary for a in plan.actions] == [
-        "support: production v2 → v3 (promote from staging)"
+        "Deployment/support-prod: support in production v2 → v3 (promote from staging)"
     ]
     assert kaizen.apply()[1].ok
     assert _running(kaizen, "support")["production"] == 3

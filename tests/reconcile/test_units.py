@@ -236,10 +236,10 @@ def test_markdown_plan_puts_deletes_first_and_draws_changed_graphs() -> None:
 
     assert output.index("1 to delete") < output.index("#### Changes")
     assert "```mermaid" in output
-    assert 'n_b["+ b<br/>y"]:::added' in output
-    assert 'n_c_old["- c.old"]:::removed' in output
-    assert "n_a ==>|added| n_b" in output
-    assert "n_a -.->|removed| n_c_old" in output
+    assert 'n1["+ b<br/>y"]:::added' in output
+    assert 'n2["- c.old"]:::removed' in output
+    assert 'n0 ==>|"added"| n1' in output
+    assert 'n0 -.->|"removed"| n2' in output
     assert "<details>" in output
 
 

@@ -80,5 +80,5 @@ def test_drift_report_names_drifted_resources_fields_and_unmanaged(
 
     markdown = gitops.cli("plan", str(examples), "--detailed-exitcode", "--format", "markdown")
     assert markdown.code == 2
-    assert "`update Agent/triage` — `temperature`, `tools`" in markdown.out
+    assert "`~ update Agent/triage` — `temperature`, `tools`" in markdown.out
     assert "`Policy/made-by-hand`" in markdown.out

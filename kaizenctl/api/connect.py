@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import httpx
 
-from kaizenctl.api.contract_v1 import ContractV1Api, base_url
+from kaizenctl.api.contract_v1 import API_PREFIX, ContractV1Api, base_url
+from kaizenctl.api.errors import ApiError, ResponseFormatError
 from kaizenctl.api.retry import RetryPolicy
 from kaizenctl.api.service import KaizenApi
 from kaizenctl.api.session import ApiSession, TokenState, tls_verification
@@ -41,10 +43,33 @@ async def connect_v1(
     if not settings.token:
         try:
             await api.auth.log_in_with_credentials()
+        except ApiError as error:
+            await api.aclose()
+            raise _explained(error, settings.api_url) from None
         except BaseException:
             await api.aclose()
             raise
     return api
+
+
+# Answers that mean "there is no Kaizen Studio login here" rather than "wrong password".
+_NOT_A_LOGIN_STATUSES = frozenset({404, 405, 501})
+
+
+def _explained(error: ApiError, api_url: str) -> ApiError:
+    """``error`` with a hint at the likely cause when the login URL is not a Kaizen login."""
+    if error.status not in _NOT_A_LOGIN_STATUSES and not isinstance(error, ResponseFormatError):
+        return error
+    path = urlsplit(api_url).path.rstrip("/")
+    if path.endswith(API_PREFIX):
+        base = api_url.rstrip("/")[: -len(API_PREFIX)]
+        hint = f"the API URL is the server's base URL, without {API_PREFIX}: try {base}"
+    else:
+        hint = (
+            f"{api_url} does not look like a Kaizen Studio server (it has no "
+            f"{API_PREFIX}/auth/login); check --api-url / KAIZEN_API_URL"
+        )
+    return error.with_hint(hint)
 
 
 async def connect(

@@ -67,6 +67,12 @@ class ApiError(KaizenctlError):
         self.hint = hint
         super().__init__(self._message())
 
+    def with_hint(self, hint: str) -> ApiError:
+        """This error, its hint replaced (a caller that knows more about the likely cause)."""
+        self.hint = hint
+        self.args = (self._message(),)
+        return self
+
     def _message(self) -> str:
         head = f"{self.method} {self.path}"
         if self.status is not None:

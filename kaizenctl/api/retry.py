@@ -91,6 +91,9 @@ class RetryPolicy:
     max_delay: float = 5.0
     retry_after_cap: float = 30.0
     total_budget: float = 120.0
+    # Refused connections are retried for this long only: a restarting server is back
+    # within a second or two, and a wrong port should fail fast, not after total_budget.
+    refused_budget: float = 2.0
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     random: Callable[[], float] = field(default=_random.random, repr=False)
@@ -137,6 +140,9 @@ class RetryBudget:
         if elapsed + delay > policy.total_budget:
             return None
         return delay
+
+    def elapsed(self) -> float:
+        return self.policy.clock() - self.started
 
     async def wait(self, delay: float) -> None:
         await self.policy.sleep(delay)

@@ -19,11 +19,12 @@ What it guarantees:
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -88,8 +89,36 @@ def tls_verification(ca_bundle: str | None) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=ca_bundle)
 
 
+ConnectFailure = Literal["refused", "unresolved", "resolver-busy", "not-tls", "tls", "other"]
+
+
+def _connect_failure(exc: httpx.TransportError) -> ConnectFailure | None:
+    """Why a connection did not open, read from the exception chain; None if it did open."""
+    if not isinstance(exc, httpx.ConnectError):
+        return None
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join(str(error) for error in seen)
+    for error in seen:
+        if isinstance(error, socket.gaierror):
+            # EAI_AGAIN is the resolver's "try again"; any other answer is final.
+            return "resolver-busy" if error.errno == socket.EAI_AGAIN else "unresolved"
+    # The server answered a TLS hello with plain HTTP: it speaks no TLS on that port.
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text or "HTTP_REQUEST" in text:
+        return "not-tls"
+    if _is_tls_failure(exc) or any(isinstance(error, ssl.SSLError) for error in seen):
+        return "tls"
+    if any(isinstance(error, ConnectionRefusedError) for error in seen):
+        return "refused"
+    return "other"
+
+
 def _transport_disposition(exc: httpx.TransportError) -> Disposition:
-    if isinstance(exc, httpx.ConnectError) and _is_tls_failure(exc):
+    if _connect_failure(exc) in ("tls", "not-tls", "unresolved"):
+        # Sending again cannot change a certificate, a protocol or a DNS answer.
         return Disposition.DONE
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
         # The request never left: nothing can have happened on the server.
@@ -106,11 +135,32 @@ def _is_tls_failure(exc: BaseException) -> bool:
     return "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text or "certificate" in text.lower()
 
 
-def _describe_transport_error(exc: httpx.TransportError) -> tuple[str, str]:
+def _describe_transport_error(exc: httpx.TransportError, base_url: str) -> tuple[str, str]:
     """(detail, hint) for a transport failure, without the request's headers."""
     name = type(exc).__name__
     text = str(exc) or name
-    if isinstance(exc, httpx.ConnectError) and _is_tls_failure(exc):
+    parts = urlsplit(base_url)
+    where = parts.netloc.rpartition("@")[2] or base_url
+    failure = _connect_failure(exc)
+    if failure == "refused":
+        return (
+            f"connection refused: nothing listens at {where}",
+            "is the server running, and are the host and port in --api-url / "
+            "KAIZEN_API_URL right?",
+        )
+    if failure in ("unresolved", "resolver-busy"):
+        return (
+            f"cannot resolve the host name {parts.hostname or where}",
+            "check the host in --api-url / KAIZEN_API_URL",
+        )
+    if failure == "not-tls":
+        plain = urlunsplit(("http", parts.netloc, "", "", ""))
+        return (
+            f"{where} does not speak TLS: it answered the https handshake in plain text",
+            f"the server serves plain http there; if that is intended, use {plain} "
+            "(plain http is allowed to localhost only, unless --insecure)",
+        )
+    if failure == "tls":
         return (
             f"TLS verification failed: {text}",
             "pass --ca-bundle with your private CA's certificate",
@@ -200,12 +250,20 @@ class ApiSession:
             except httpx.TransportError as exc:
                 just_renewed = False
                 disposition = _transport_disposition(exc)
-                detail, hint = _describe_transport_error(exc)
+                detail, hint = _describe_transport_error(exc, self.base_url)
                 if disposition is Disposition.MAYBE_DONE and not idempotent:
                     raise OutcomeUnknownError(
                         method, shown_path, None, f"{detail}; the request may have taken effect"
                     ) from None
                 delay = None if disposition is Disposition.DONE else budget.next_delay()
+                if (
+                    delay is not None
+                    and _connect_failure(exc) in ("refused", "resolver-busy")
+                    and budget.elapsed() + delay > self.policy.refused_budget
+                ):
+                    # A server that restarts comes back within moments; one that is not
+                    # there should fail now, not after the whole retry budget.
+                    delay = None
                 if delay is None:
                     raise TransportError(method, shown_path, None, detail, hint=hint) from None
                 maybe_done_before = maybe_done_before or disposition is Disposition.MAYBE_DONE

@@ -187,7 +187,20 @@ def command(
     from kaizenctl.server.faults import FaultKnobs, FaultState
     from kaizenctl.server.listen import bind
 
-    state = ServerState(db=Database(db_path), faults=FaultState(FaultKnobs.model_validate(knobs)))
+    # Bind first: a busy port must fail before a password is generated and printed.
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise click.ClickException(f"cannot listen on {host}:{port}: {reason}") from None
+    port = sock.getsockname()[1]
+    try:
+        state = ServerState(
+            db=Database(db_path), faults=FaultState(FaultKnobs.model_validate(knobs))
+        )
+    except BaseException:
+        sock.close()
+        raise
     generated = ensure_dev_user(state, email, password)
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(
@@ -205,10 +218,6 @@ def command(
     click.echo(f"  state:    {db_path if db_path else 'in memory (lost on exit)'}")
     if admin:
         click.echo("  admin:    /admin/faults, /admin/requests")
-    try:
-        sock = bind(host, port)
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
     config = uvicorn.Config(build_asgi(state, admin=admin), log_level=log_level, lifespan="off")
     try:
         uvicorn.Server(config).run(sockets=[sock])

@@ -10,12 +10,12 @@ from typing import Any
 import click
 
 from kaizenctl.commands.common import plan_options
-from kaizenctl.commands.options import connection_options
+from kaizenctl.commands.options import ENVIRONMENT_HELP, connection_options
 
 EXIT_INTERRUPTED = 130
 
 
-@click.command("apply")
+@click.command("apply", epilog=ENVIRONMENT_HELP)
 @plan_options
 @click.option("--auto-approve", is_flag=True, help="Apply without asking (required in CI).")
 @click.option(
@@ -49,6 +49,7 @@ def command(
     targets: tuple[str, ...],
     allow_delete_all: bool,
     output_format: str,
+    no_color: bool,
     auto_approve: bool,
     allow_production_delete: bool,
     allow_production_rollback: bool,
@@ -103,6 +104,7 @@ def command(
     apply_options = ApplyOptions(deploy_timeout=deploy_timeout, allowed_flags=allowed)
     settings = settings_from_options(**connection)
     fmt: Any = output_format
+    color = use_color(no_color=no_color)
     progress_on = sys.stderr.isatty()
 
     async def run() -> ApplyResult | None:
@@ -115,7 +117,7 @@ def command(
                 plan, live = await plan_with_progress(api, resources, options, settings.api_url)
             # JSON: one document per line (the plan, then the result), so a pipe can split them.
             context = await plan_context(api) if fmt == "markdown" else None
-            rendered = render_plan(plan, fmt, color=use_color(), json_lines=True, context=context)
+            rendered = render_plan(plan, fmt, color=color, json_lines=True, context=context)
             click.echo(rendered, nl=False)
             if not plan.has_changes:
                 return None
@@ -140,7 +142,7 @@ def command(
     result = asyncio.run(run())
     if result is None:
         return
-    click.echo(render_apply(result, fmt, color=use_color(), json_lines=True), nl=False)
+    click.echo(render_apply(result, fmt, color=color, json_lines=True), nl=False)
     if result.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
     if not result.ok:

@@ -51,10 +51,16 @@ def plan_options(command: F) -> F:
             show_default=True,
             help="Output format; JSON is versioned (format_version), Markdown suits PR comments.",
         ),
+        no_color_option,
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
     return command
+
+
+no_color_option = click.option(
+    "--no-color", is_flag=True, help="No colour, even on a terminal (as NO_COLOR=1 does)."
+)
 
 
 def load_resources(paths: tuple[str, ...]) -> list[Resource]:
@@ -79,10 +85,15 @@ def build_plan_options(
     return PlanOptions(prune=prune, targets=frozenset(targets), allow_delete_all=allow_delete_all)
 
 
-def use_color(stream: Any = None) -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+def use_color(stream: Any = None, *, no_color: bool = False) -> bool:
+    """Colour only on a terminal, never with --no-color or a non-empty NO_COLOR.
+
+    no-color.org: NO_COLOR "when present and not an empty string"; an empty one is unset.
+    """
     stream = stream or sys.stdout
-    return "NO_COLOR" not in os.environ and bool(getattr(stream, "isatty", lambda: False)())
+    if no_color or os.environ.get("NO_COLOR", ""):
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
 
 
 def progress(message: str) -> None:

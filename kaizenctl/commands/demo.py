@@ -10,6 +10,9 @@ from pathlib import Path
 
 import click
 
+from kaizenctl.commands.common import no_color_option
+from kaizenctl.commands.options import verbose_option
+
 DEFAULT_MANIFESTS = Path(__file__).resolve().parents[2] / "examples" / "manifests"
 
 
@@ -27,7 +30,11 @@ DEFAULT_MANIFESTS = Path(__file__).resolve().parents[2] / "examples" / "manifest
     show_default=True,
     help="Seconds each deployment life-cycle step takes on the demo server.",
 )
-def command(paths: tuple[str, ...], keep_running: bool, deploy_step_s: float) -> None:
+@no_color_option
+@verbose_option()
+def command(
+    paths: tuple[str, ...], keep_running: bool, deploy_step_s: float, no_color: bool, verbose: int
+) -> None:
     """Start a local reference server, apply the example manifests, and plan again.
 
     PATH defaults to examples/manifests of this checkout.
@@ -46,7 +53,10 @@ def command(paths: tuple[str, ...], keep_running: bool, deploy_step_s: float) ->
 
     targets = list(paths) or [str(DEFAULT_MANIFESTS)]
     resources = list(load_manifests(targets).resources)
-    color = use_color()
+    from kaizenctl.api.httplog import configure_logging
+
+    configure_logging(verbose)
+    color = use_color(no_color=no_color)
     click.echo(f"Validated {len(resources)} resources in {', '.join(targets)}.\n")
     with running_server(deploy_step_s=deploy_step_s) as server:
         click.echo(f"Reference server on {server.url} (user {server.email}).\n")

@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from kaizenctl.commands.options import connection_options
+from kaizenctl.commands.options import ENVIRONMENT_HELP, connection_options
 
 
-@click.command("export")
+@click.command("export", epilog=ENVIRONMENT_HELP)
 @click.option(
     "--out",
     "out_dir",

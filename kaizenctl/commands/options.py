@@ -23,6 +23,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_PARALLELISM = 10
 DEFAULT_TIMEOUT = 30.0
 
+# Every environment variable kaizenctl reads, for --help (a test checks it against the source).
+ENVIRONMENT_HELP = """Environment variables:
+
+\b
+  KAIZEN_API_URL         server base URL, e.g. https://kaizen.example.com (--api-url wins)
+  KAIZEN_TOKEN           access token, instead of email and password
+  KAIZEN_REFRESH_TOKEN   refresh token, used when the access token expires
+  KAIZEN_EMAIL           login email, with KAIZEN_PASSWORD
+  KAIZEN_PASSWORD        login password
+  KAIZEN_SERVE_PASSWORD  serve: the development user's password (see --password-env)
+  NO_COLOR               any non-empty value turns colour off, as --no-color does
+  ${VAR} in manifests    each variable a manifest names (secrets; never printed)
+"""
+
 CONNECTION_OPTION_NAMES = ("api_url", "insecure", "ca_bundle", "parallelism", "timeout", "verbose")
 
 
@@ -62,16 +76,18 @@ def connection_options(command: F) -> F:
             show_default=True,
             help="Seconds to wait for each HTTP answer.",
         ),
-        click.option(
-            "-v",
-            "--verbose",
-            count=True,
-            help="-v logs each request (method, path, status, duration); -vv adds detail.",
-        ),
+        verbose_option(),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
     return command
+
+
+def verbose_option(
+    help_text: str = "-v logs each request (method, path, status, duration); -vv adds detail.",
+) -> Callable[[F], F]:
+    """-v / -vv, accepted by every command (each says what it adds)."""
+    return click.option("-v", "--verbose", count=True, help=help_text)
 
 
 def settings_from_options(

@@ -8,12 +8,12 @@ from typing import Any
 import click
 
 from kaizenctl.commands.common import plan_options
-from kaizenctl.commands.options import connection_options
+from kaizenctl.commands.options import ENVIRONMENT_HELP, connection_options
 
 EXIT_CHANGES = 2
 
 
-@click.command("plan")
+@click.command("plan", epilog=ENVIRONMENT_HELP)
 @plan_options
 @click.option(
     "--detailed-exitcode",
@@ -34,6 +34,7 @@ def command(
     targets: tuple[str, ...],
     allow_delete_all: bool,
     output_format: str,
+    no_color: bool,
     detailed_exitcode: bool,
     out_file: str | None,
     **connection: Any,
@@ -69,7 +70,8 @@ def command(
             return plan, context
 
     plan, context = asyncio.run(run())
-    rendered = render_plan(plan, output_format, color=use_color(), context=context)  # type: ignore[arg-type]
+    color = use_color(no_color=no_color)
+    rendered = render_plan(plan, output_format, color=color, context=context)  # type: ignore[arg-type]
     click.echo(rendered, nl=False)
     if detailed_exitcode and plan.has_changes:
         raise SystemExit(EXIT_CHANGES)

@@ -11,6 +11,8 @@ import os
 
 import click
 
+from kaizenctl.commands.options import verbose_option
+
 DEFAULT_EMAIL = "dev@kaizen.local"
 
 
@@ -150,6 +152,7 @@ def _is_loopback(host: str) -> bool:
     default=None,
     help="Seed for the random faults, for reproducible runs.",
 )
+@verbose_option("-v logs kaizenctl's own messages, -vv with detail (uvicorn's: --log-level).")
 @click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
@@ -165,6 +168,7 @@ def command(
     password_env: str,
     admin: bool,
     log_level: str,
+    verbose: int,
     **knobs: object,
 ) -> None:
     """Run the reference Kaizen Studio server (the API kaizenctl speaks).
@@ -174,6 +178,9 @@ def command(
     be changed at run time with PUT /admin/faults (JSON keys as the flag names,
     with underscores), and GET /admin/requests returns the request log.
     """
+    from kaizenctl.api.httplog import configure_logging
+
+    configure_logging(verbose)
     password = os.environ.get(password_env) or None
     if not _is_loopback(host) and password is None:
         raise click.UsageError(

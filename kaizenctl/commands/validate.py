@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import click
 
+from kaizenctl.commands.options import ENVIRONMENT_HELP, verbose_option
 
-@click.command("validate")
+
+@click.command("validate", epilog=ENVIRONMENT_HELP)
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-def command(paths: tuple[str, ...]) -> None:
+@verbose_option("-v lists each resource found, with where it is written.")
+def command(paths: tuple[str, ...], verbose: int) -> None:
     """Check manifests without contacting a server.
 
     PATH is a manifest file, a folder (read recursively, sorted) or - for
@@ -29,4 +32,7 @@ def command(paths: tuple[str, ...]) -> None:
         click.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
         raise SystemExit(1) from None
     count = len(manifest_set.resources)
+    if verbose:
+        for resource in manifest_set.resources:
+            click.echo(f"{resource.ref}   ({resource.source.file}:{resource.source.line})")
     click.echo(f"{count} resource{'s' if count != 1 else ''} OK")

@@ -94,7 +94,7 @@ def test_item1_single_line_values_print_real_characters() -> None:
 
 
 def _empty_live() -> LiveSnapshot:
-    return LiveSnapshot(state=State(), agents=[], pipelines=[], policies=[], deployments=[])
+    return LiveSnapshot(state=State(), listed={}, deployments=[])
 
 
 def test_item2_a_create_shows_no_null_to_null_changes() -> None:
@@ -196,7 +196,7 @@ def _graph_change(live: GraphState, desired: GraphState) -> Plan:
             }
         }
     )
-    snapshot = LiveSnapshot(state=state, agents=[], pipelines=[], policies=[], deployments=[])
+    snapshot = LiveSnapshot(state=state, listed={}, deployments=[])
     wanted = State(objects={"Pipeline": {"p": ObjectState("Pipeline", "p", {}, graph=desired)}})
     return build_plan(wanted, snapshot)
 

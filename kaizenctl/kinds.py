@@ -32,8 +32,10 @@ from kaizenctl.api.service import GraphService, KaizenApi, NamedObjectService
 from kaizenctl.manifests.checks import (
     Problem,
     ResourceIndex,
+    api_key_from_variable,
     deployment_identity,
     deployment_target,
+    gateway_choice,
     pipeline_graph,
     policy_conditions,
     promotion_source_exists,
@@ -41,6 +43,7 @@ from kaizenctl.manifests.checks import (
 from kaizenctl.manifests.models import (
     AgentSpec,
     DeploymentSpec,
+    GatewaySpec,
     ManifestModel,
     PipelineSpec,
     PolicySpec,
@@ -120,13 +123,23 @@ def _node_agents(spec: Spec) -> list[tuple[str, str]]:
 
 def _deployment_pipeline(spec: Spec) -> list[tuple[str, str]]:
     assert isinstance(spec, DeploymentSpec)
-    return [("pipeline", spec.pipeline)]
+    return [("pipeline", spec.pipeline)] if spec.pipeline is not None else []
+
+
+def _deployment_agent(spec: Spec) -> list[tuple[str, str]]:
+    assert isinstance(spec, DeploymentSpec)
+    return [("agent", spec.agent)] if spec.agent is not None else []
+
+
+def _deployment_gateway(spec: Spec) -> list[tuple[str, str]]:
+    assert isinstance(spec, DeploymentSpec)
+    return [("gateway", spec.gateway)] if spec.gateway is not None else []
 
 
 def _deployment_identity(resource: Resource) -> str:
     spec = resource.spec
     assert isinstance(spec, DeploymentSpec)
-    return deployment_identity(spec.pipeline, spec.environment)
+    return deployment_identity(spec.target, spec.environment)
 
 
 def _live_graph_agents(state: State) -> list[tuple[str, str]]:
@@ -199,6 +212,17 @@ KINDS: dict[str, KindInfo] = {
             write_verbs=("create", "update", "replace-graph"),
         ),
         KindInfo(
+            "Gateway",
+            GatewaySpec,
+            rank=0,
+            plural="gateways",
+            # No named-object service: gateways exist only where agents are deployed onto
+            # them, and their stage code (kaizenctl.reconcile.rollout) plans and applies them.
+            # api_key is write-only: it is handled apart (never compared by value).
+            fields=("api_url", "environment", "description", "health_check_url"),
+            set_checks=(api_key_from_variable,),
+        ),
+        KindInfo(
             "Deployment",
             DeploymentSpec,
             rank=2,
@@ -210,11 +234,14 @@ KINDS: dict[str, KindInfo] = {
                     written_by=("deploy", "promote", "rollback"),
                     live_holders=_live_deployed_pipelines,
                 ),
+                # Agents on gateways (kaizenctl.reconcile.rollout plans their order itself).
+                Reference("Agent", _deployment_agent, written_by=("deploy", "promote")),
+                Reference("Gateway", _deployment_gateway, written_by=("deploy", "promote")),
             ),
             identity=_deployment_identity,
-            identity_label="pipeline and environment",
+            identity_label="pipeline or agent, and environment",
             checks=(deployment_target,),
-            set_checks=(promotion_source_exists,),
+            set_checks=(promotion_source_exists, gateway_choice),
             write_verbs=("deploy", "promote", "rollback"),
         ),
     )

@@ -166,3 +166,62 @@ class GraphEdge(ApiObject):
 class Graph(ApiObject):
     nodes: list[GraphNode] = Field(default_factory=list)
     edges: list[GraphEdge] = Field(default_factory=list)
+
+
+# ---- agents on gateways (servers that deploy agents, not pipelines) -------------------
+
+
+class Gateway(ApiObject):
+    """A gateway agents are deployed onto. Its api_key is write-only: never read back."""
+
+    id: str
+    name: str
+    api_url: str
+    environment: str
+    description: str | None = None
+    health_check_url: str | None = None
+    status: str = "active"
+    organization_id: str = ""
+    created_at: str = ""
+
+
+class AgentDeployment(ApiObject):
+    """One deployment of an agent onto a gateway; ``failed`` ones carry ``error_message``."""
+
+    id: str
+    agent_id: str
+    gateway_id: str
+    status: str
+    agent_version_id: str | None = None
+    registration_id: str | None = None
+    endpoint_url: str | None = None
+    error_message: str | None = None
+    deployed_at: str = ""
+    stopped_at: str = ""
+    created_at: str = ""
+    organization_id: str = ""
+
+
+class Promotion(ApiObject):
+    """A request to deploy what runs on a source deployment onto a target gateway."""
+
+    id: str
+    agent_id: str
+    source_deployment_id: str
+    target_gateway_id: str
+    source_environment: str
+    target_environment: str
+    status: str
+    requires_approval: bool = False
+    approved_by: str | None = None
+    rejection_reason: str | None = None
+    target_deployment_id: str | None = None
+    created_at: str = ""
+    completed_at: str = ""
+    organization_id: str = ""
+
+
+class AgentDeploymentLog(ApiObject):
+    event_type: str
+    message: str
+    created_at: str = ""

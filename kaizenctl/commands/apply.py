@@ -13,6 +13,9 @@ from kaizenctl.commands.common import plan_options
 from kaizenctl.commands.options import ENVIRONMENT_HELP, connection_options
 
 EXIT_INTERRUPTED = 130
+# Everything else done, and at least one promotion waits for people to approve it on the
+# platform: not a failure, not done either (README: "Exit codes").
+EXIT_AWAITING_APPROVAL = 3
 
 
 @click.command("apply", epilog=ENVIRONMENT_HELP)
@@ -60,8 +63,10 @@ def command(
     """Make live state match the manifests: plan, confirm, then execute in dependency order.
 
     PATH is a manifest file, a folder (read recursively) or - for standard input.
-    Exit 1 when any action failed; the report lists what was done, what failed
-    and what never started, and running again converges.
+    Exit 1 when any action failed (or a promotion was rejected), 3 when everything
+    else is done and a promotion waits for approval on the platform (apply again
+    once it is approved), 130 when interrupted; the report lists what was done,
+    what failed and what never started, and running again converges.
     """
     from kaizenctl.api.connect import open_api
     from kaizenctl.commands.common import (
@@ -145,6 +150,8 @@ def command(
     click.echo(render_apply(result, fmt, color=color, json_lines=True), nl=False)
     if result.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
+    if result.awaiting_approval:
+        raise SystemExit(EXIT_AWAITING_APPROVAL)
     if not result.ok:
         raise SystemExit(1)
 

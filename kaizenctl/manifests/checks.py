@@ -15,6 +15,7 @@ from typing import Protocol
 from kaizenctl.api.models import ENVIRONMENTS
 from kaizenctl.manifests.models import (
     DeploymentSpec,
+    GatewaySpec,
     PipelineSpec,
     PolicySpec,
     Resource,
@@ -37,6 +38,8 @@ class ResourceIndex(Protocol):
 
     def find(self, kind: str, identity: str) -> Resource | None: ...
 
+    def of_kind(self, kind: str) -> list[Resource]: ...
+
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` when a candidate is a near miss, else ``""``."""
@@ -48,9 +51,9 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     return f"; did you mean '{matches[0]}'?" if matches else ""
 
 
-def deployment_identity(pipeline: str, environment: str) -> str:
-    """A deployment is identified by its (pipeline, environment) pair."""
-    return f"{pipeline}/{environment}"
+def deployment_identity(target: str, environment: str) -> str:
+    """A deployment is identified by what it deploys (pipeline or agent) and its environment."""
+    return f"{target}/{environment}"
 
 
 def pipeline_graph(spec: Spec) -> list[Problem]:
@@ -118,36 +121,99 @@ def policy_conditions(spec: Spec) -> list[Problem]:
 
 
 def deployment_target(spec: Spec) -> list[Problem]:
-    """`version` and `promote_from` exclude each other; promotion goes to a later environment."""
+    """One of pipeline/agent; `version` and `promote_from` exclude each other; promotion
+    goes to a later environment."""
     assert isinstance(spec, DeploymentSpec)
+    if (spec.pipeline is None) == (spec.agent is None):
+        both = spec.pipeline is not None
+        return [
+            (
+                "agent",
+                "write exactly one of pipeline and agent"
+                + (" (not both)" if both else " (what is deployed)"),
+            )
+        ]
+    problems: list[Problem] = []
+    if spec.gateway is not None and spec.pipeline is not None:
+        problems.append(("gateway", "a gateway is chosen for an agent deployment only"))
     if spec.promote_from is None:
-        return []
+        return problems
     if spec.version is not None:
-        return [("promote_from", "write either version or promote_from, not both")]
+        return [*problems, ("promote_from", "write either version or promote_from, not both")]
     if ENVIRONMENTS.index(spec.promote_from) >= ENVIRONMENTS.index(spec.environment):
         earlier = ENVIRONMENTS[: ENVIRONMENTS.index(spec.environment)]
         allowed = ", ".join(earlier) if earlier else "none: it is the first environment"
-        return [
+        problems.append(
             (
                 "promote_from",
                 f"must name an environment before {spec.environment} ({allowed})",
+            )
+        )
+    return problems
+
+
+def promotion_source_exists(resource: Resource, index: ResourceIndex) -> list[Problem]:
+    """A promotion needs its own Deployment of the same pipeline/agent in the source environment."""
+    spec = resource.spec
+    assert isinstance(spec, DeploymentSpec)
+    if spec.promote_from is None or not spec.target:
+        return []
+    if index.find("Deployment", deployment_identity(spec.target, spec.promote_from)):
+        return []
+    what = "agent" if spec.agent is not None else "pipeline"
+    return [
+        (
+            "promote_from",
+            f"no Deployment of {what} '{spec.target}' in {spec.promote_from} "
+            "to promote from in the manifest set",
+        )
+    ]
+
+
+def gateway_choice(resource: Resource, index: ResourceIndex) -> list[Problem]:
+    """`gateway:` names a Gateway of the deployment's environment; several need a choice."""
+    spec = resource.spec
+    assert isinstance(spec, DeploymentSpec)
+    if spec.agent is None:
+        return []
+    gateways = [
+        gateway
+        for gateway in index.of_kind("Gateway")
+        if isinstance(gateway.spec, GatewaySpec) and gateway.spec.environment == spec.environment
+    ]
+    if spec.gateway is not None:
+        chosen = index.get("Gateway", spec.gateway)
+        if chosen is None or not isinstance(chosen.spec, GatewaySpec):
+            return []  # a missing reference is reported by the reference check
+        if chosen.spec.environment != spec.environment:
+            return [
+                (
+                    "gateway",
+                    f"Gateway '{spec.gateway}' serves {chosen.spec.environment}, "
+                    f"not {spec.environment}",
+                )
+            ]
+        return []
+    if len(gateways) > 1:
+        names = ", ".join(sorted(gateway.name for gateway in gateways))
+        return [
+            (
+                "environment",
+                f"{spec.environment} has several gateways ({names}): "
+                "choose one with `gateway:`",
             )
         ]
     return []
 
 
-def promotion_source_exists(resource: Resource, index: ResourceIndex) -> list[Problem]:
-    """A promotion needs its own Deployment of the same pipeline in the source environment."""
-    spec = resource.spec
-    assert isinstance(spec, DeploymentSpec)
-    if spec.promote_from is None:
-        return []
-    if index.find("Deployment", deployment_identity(spec.pipeline, spec.promote_from)):
+def api_key_from_variable(resource: Resource, index: ResourceIndex) -> list[Problem]:
+    """A gateway's api_key is a secret: it must come from ${VAR}, never be written in Git."""
+    if "api_key" in resource.sensitive_paths:
         return []
     return [
         (
-            "promote_from",
-            f"no Deployment of pipeline '{spec.pipeline}' in {spec.promote_from} "
-            "to promote from in the manifest set",
+            "api_key",
+            "must come from an environment variable, e.g. api_key: ${GATEWAY_API_KEY} "
+            "(a key written in the manifest would be in Git)",
         )
     ]

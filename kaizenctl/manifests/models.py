@@ -111,9 +111,24 @@ class PolicySpec(ManifestModel):
         return _unique(actions, "action")
 
 
-class DeploymentSpec(ManifestModel):
-    pipeline: str
+class GatewaySpec(ManifestModel):
+    """A gateway an agent is deployed onto (studio dialect). ``api_key`` is write-only."""
+
+    api_url: str = Field(pattern=r"^https?://[^\s]+$")
     environment: Environment
+    description: str | None = None
+    health_check_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    # Only from ${VAR} (a check refuses a literal): it is never printed, diffed or saved.
+    api_key: str = Field(min_length=1, repr=False)
+
+
+class DeploymentSpec(ManifestModel):
+    # Exactly one of pipeline (contract dialect) and agent (studio dialect); a check says so.
+    pipeline: str | None = None
+    agent: str | None = None
+    environment: Environment
+    # The Gateway (by name) an agent runs on; needed only when the environment has several.
+    gateway: str | None = None
     # None means "latest" unless promote_from is set; validation forbids both.
     version: Literal["latest"] | Annotated[int, Field(strict=True, ge=1)] | None = None
     promote_from: Environment | None = None
@@ -128,8 +143,17 @@ class DeploymentSpec(ManifestModel):
             return version
         raise ValueError("must be 'latest' or a whole number >= 1")
 
+    @property
+    def target(self) -> str:
+        """The name of what is deployed: the pipeline or the agent."""
+        return self.pipeline or self.agent or ""
 
-Spec = AgentSpec | PipelineSpec | PolicySpec | DeploymentSpec
+    @property
+    def target_kind(self) -> str:
+        return "Agent" if self.agent is not None else "Pipeline"
+
+
+Spec = AgentSpec | PipelineSpec | PolicySpec | DeploymentSpec | GatewaySpec
 
 
 @dataclass(frozen=True, order=True)

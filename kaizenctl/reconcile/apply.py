@@ -15,17 +15,40 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from kaizenctl.api.gateways import rollout_services
 from kaizenctl.api.models import Deployment, Graph, GraphEdge, GraphNode
 from kaizenctl.api.service import KaizenApi
 from kaizenctl.errors import ApplyError, KaizenctlError
 from kaizenctl.kinds import KINDS, KindInfo
+from kaizenctl.reconcile import rollout_apply
 from kaizenctl.reconcile.live import LiveSnapshot
 from kaizenctl.reconcile.plan import Action, Plan
+from kaizenctl.reconcile.rollout_apply import RolloutContext
 from kaizenctl.redact import redact
 
 # "interrupted": the action was on its way when the apply was stopped; it may or may
 # not have taken effect, and the next plan, read from live state, will tell.
-OutcomeStatus = Literal["done", "failed", "skipped", "interrupted", "not-started"]
+# "awaiting-approval": a promotion that people must approve on the platform first; it
+# is neither done nor failed, and an apply after the approval carries on from there.
+# "rejected": the platform's approvers refused that promotion.
+OutcomeStatus = Literal[
+    "done",
+    "failed",
+    "skipped",
+    "interrupted",
+    "not-started",
+    "awaiting-approval",
+    "rejected",
+]
+OUTCOME_STATUSES: tuple[OutcomeStatus, ...] = (
+    "done",
+    "awaiting-approval",
+    "rejected",
+    "failed",
+    "skipped",
+    "interrupted",
+    "not-started",
+)
 DEFAULT_DEPLOY_TIMEOUT = 300.0
 LOG_LINES_ON_FAILURE = 5
 
@@ -54,9 +77,40 @@ class ApplyResult(BaseModel):
     def ok(self) -> bool:
         return all(o.status == "done" for o in self.outcomes)
 
+    @property
+    def awaiting_approval(self) -> bool:
+        """Something waits for a platform approval, and nothing else went wrong."""
+        waiting = False
+        for outcome in self.outcomes:
+            if outcome.status == "awaiting-approval":
+                waiting = True
+            elif not (outcome.status == "done" or _behind_approval(outcome)):
+                return False
+        return waiting
+
+
+def _waits(outcome: ActionOutcome) -> bool:
+    return outcome.status == "awaiting-approval" or _behind_approval(outcome)
+
+
+def _behind_approval(outcome: ActionOutcome) -> bool:
+    return outcome.status == "skipped" and outcome.message.startswith(WAITING_FOR_APPROVAL)
+
+
+# A skipped action's message when what it depends on waits for approval.
+WAITING_FOR_APPROVAL = "waits for approval of"
+
 
 class ActionFailed(KaizenctlError):
     """An action could not be carried out; the message says why."""
+
+
+class AwaitingApproval(KaizenctlError):
+    """The action waits for people to approve it on the platform (never bypassed)."""
+
+
+class PromotionRejected(KaizenctlError):
+    """The platform's approvers rejected the promotion; the message says who and why."""
 
 
 ProgressCallback = Callable[[Action, OutcomeStatus, str], None]
@@ -70,6 +124,8 @@ class _Context:
     deploy_timeout: float
     # (pipeline, environment) -> the deployment this apply made there, once settled.
     settled: dict[tuple[str, str], Deployment] = field(default_factory=dict)
+    # Gateways and agents on gateways (None: the server has none).
+    rollout: RolloutContext | None = None
 
 
 def check_flags(plan: Plan, allowed_flags: frozenset[str]) -> None:
@@ -99,6 +155,12 @@ async def execute_plan(
         ids={kind: {o.name: o.id for o in items} for kind, items in live.listed.items()},
         deploy_timeout=deploy_timeout,
     )
+    services = rollout_services(api)
+    if services is not None:
+        # Shares the agent ids: agents created by this apply are deployed by it too.
+        context.rollout = RolloutContext(
+            api=api, services=services, agent_ids=context.ids.setdefault("Agent", {})
+        )
     finished: dict[str, asyncio.Event] = {a.id: asyncio.Event() for a in plan.actions}
     outcomes: dict[str, ActionOutcome] = {}
     started: set[str] = set()
@@ -122,11 +184,22 @@ async def execute_plan(
                 await finished[dependency].wait()
             failed_dependencies = [d for d in action.depends_on if outcomes[d].status != "done"]
             if failed_dependencies:
-                record(action, "skipped", f"skipped: {failed_dependencies[0]} did not succeed")
+                blocking = [outcomes[d] for d in failed_dependencies]
+                hard = [o for o in blocking if not _waits(o)]
+                if hard:
+                    record(action, "skipped", f"skipped: {hard[0].action_id} did not succeed")
+                elif blocking[0].status == "awaiting-approval":
+                    record(action, "skipped", f"{WAITING_FOR_APPROVAL} {blocking[0].action_id}")
+                else:
+                    record(action, "skipped", blocking[0].message)
                 return
             started.add(action.id)
             try:
                 message = await _execute(context, action)
+            except AwaitingApproval as waiting:
+                record(action, "awaiting-approval", str(waiting))
+            except PromotionRejected as rejected:
+                record(action, "rejected", str(rejected))
             except KaizenctlError as error:
                 record(action, "failed", str(error))
             else:
@@ -166,6 +239,12 @@ def _without_nulls(fields: dict[str, Any]) -> dict[str, Any]:
 async def _execute(context: _Context, action: Action) -> str:
     info = KINDS[action.kind]
     verb = action.verb
+    if rollout_apply.handles(action):
+        if context.rollout is None:
+            raise ActionFailed(f"{action.ref}: this server has no gateways")
+        return await rollout_apply.execute_rollout(
+            context.rollout, action, AwaitingApproval, PromotionRejected
+        )
     if info.service is None:
         return await _execute_deployment(context, action)
     service = info.service(context.api)

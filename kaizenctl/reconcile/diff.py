@@ -18,13 +18,14 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
-from kaizenctl.api.models import ENVIRONMENTS
+from kaizenctl.api.models import ENVIRONMENTS, Agent
 from kaizenctl.errors import PlanError
 from kaizenctl.kinds import KINDS, KindInfo, named_kinds, referrers
 from kaizenctl.manifests.models import DeploymentSpec, Resource
 from kaizenctl.reconcile.layout import layered_positions
 from kaizenctl.reconcile.live import LiveSnapshot
 from kaizenctl.reconcile.plan import Action, FieldChange, Plan, Unmanaged, Verb
+from kaizenctl.reconcile.rollout import RolloutPlanner
 from kaizenctl.reconcile.state import (
     DeploymentSlot,
     EdgeKey,
@@ -382,12 +383,12 @@ class _Builder:
             targets[key] = None  # cycle guard; validation forbids cycles anyway
             spec = _deployment_spec(specs[key])
             if spec.promote_from is not None:
-                source_key = f"{spec.pipeline}/{spec.promote_from}"
+                source_key = f"{spec.target}/{spec.promote_from}"
                 result = target_version(source_key) if source_key in specs else None
             elif isinstance(spec.version, int):
                 result = spec.version
             else:
-                result = self._pipeline_version(spec.pipeline)
+                result = self._pipeline_version(spec.target)
             targets[key] = result
             return result
 
@@ -397,7 +398,7 @@ class _Builder:
             resource = specs[key]
             spec = _deployment_spec(resource)
             slot = self.live.state.deployments.get(key) or DeploymentSlot(
-                pipeline=spec.pipeline, environment=spec.environment
+                pipeline=spec.target, environment=spec.environment
             )
             self._deployment(resource, spec, slot, target_version(key))
 
@@ -409,6 +410,49 @@ class _Builder:
                     kind="Deployment", name=key, live_id=slot.active_id or slot.running_ids[0]
                 )
             )
+
+    def refuse_agent_deployments(self) -> None:
+        """Gateways and agents on gateways need a server that has them; refuse, never drop."""
+        if self.live.rollout is not None:
+            return
+        for resource in self.desired.agent_deployment_specs.values():
+            self.errors.append(
+                f"{resource.location_of('agent')}: {resource.ref}: spec.agent: this server "
+                "deploys pipelines, not agents onto gateways: it cannot hold an agent "
+                "deployment (write `pipeline:`)"
+            )
+        for want in self.desired.of_kind("Gateway").values():
+            if want.resource is not None:
+                self.errors.append(
+                    f"{want.resource.source}: {want.resource.ref}: this server has no "
+                    "gateways: it cannot hold a Gateway"
+                )
+
+    def rollout(self) -> None:
+        """Gateways and agents on gateways (servers that deploy agents; see ``rollout``)."""
+        if self.live.rollout is None:
+            return
+        agent_writes: dict[str, list[str]] = {}
+        for action in self.actions.values():
+            if action.kind == "Agent" and action.verb in ("create", "update"):
+                agent_writes.setdefault(action.name, []).append(action.id)
+        planner = RolloutPlanner(
+            live=self.live.rollout,
+            agents={a.name: a for a in self.live.of_kind("Agent") if isinstance(a, Agent)},
+            gateway_specs={
+                name: want.resource
+                for name, want in self.desired.of_kind("Gateway").items()
+                if want.resource is not None
+            },
+            deployment_specs=self.desired.agent_deployment_specs,
+            agent_writes=agent_writes,
+            prune=self.options.prune,
+        )
+        planner.plan()
+        for action in planner.actions:
+            self.add(action)
+        self.unmanaged.extend(planner.unmanaged)
+        self.errors.extend(planner.errors)
 
     def _pipeline_version(self, pipeline: str) -> int | None:
         if pipeline in self.expected_versions:
@@ -423,7 +467,7 @@ class _Builder:
         if target is not None and current == target:
             return
         if spec.promote_from is not None:
-            source_key = f"{spec.pipeline}/{spec.promote_from}"
+            source_key = f"{spec.target}/{spec.promote_from}"
             self._slot_action(
                 "promote",
                 resource,
@@ -440,7 +484,7 @@ class _Builder:
             self._slot_action(
                 "rollback", resource, spec, current, target, how="rollback", live_id=slot.active_id
             )
-        elif slot.active_id is None and self._pipeline_version(spec.pipeline) == target:
+        elif slot.active_id is None and self._pipeline_version(spec.target) == target:
             self._slot_action("deploy", resource, spec, current, target, how="deploy")
         else:
             self._unreachable(resource, spec, slot, current, target)
@@ -459,14 +503,14 @@ class _Builder:
         extra: dict[str, Any] | None = None,
     ) -> None:
         """One deploy, promote or rollback of a (pipeline, environment), shown as people say it."""
-        key = f"{spec.pipeline}/{spec.environment}"
+        key = f"{spec.target}/{spec.environment}"
         production = spec.environment == PRODUCTION
         warnings: tuple[str, ...] = ()
         requires_flag = None
         if verb == "rollback" and production:
             requires_flag = ALLOW_PRODUCTION_ROLLBACK
             warnings = (f"rolls back production: apply needs {ALLOW_PRODUCTION_ROLLBACK}",)
-        elif verb == "deploy" and production and spec.pipeline in self.changed_versions:
+        elif verb == "deploy" and production and spec.target in self.changed_versions:
             warnings = (
                 "deploys a pipeline change straight to production, not by promotion "
                 "(consider `promote_from: staging`)",
@@ -480,14 +524,14 @@ class _Builder:
                 kind="Deployment",
                 name=key,
                 summary=(
-                    f"Deployment/{resource.name}: {spec.pipeline} in {spec.environment} "
+                    f"Deployment/{resource.name}: {spec.target} in {spec.environment} "
                     f"{before} → {after_version} ({how})"
                 ),
                 changes=(FieldChange(field="pipeline_version", before=current, after=target),),
                 depends_on=tuple((after or []) + _waits_for(KINDS["Deployment"], resource, verb)),
                 live_id=live_id,
                 payload={
-                    "pipeline": spec.pipeline,
+                    "pipeline": spec.target,
                     "environment": spec.environment,
                     "expected_version": target,
                     "deployment": resource.name,
@@ -510,7 +554,7 @@ class _Builder:
         reachable = []
         if slot.replaced_version is not None and slot.active_id is not None:
             reachable.append(f"v{slot.replaced_version} by rollback")
-        latest = self._pipeline_version(spec.pipeline)
+        latest = self._pipeline_version(spec.target)
         if latest is not None:
             reachable.append(f"v{latest} with `version: latest`")
         runs = f"v{current}" if current is not None else "(none)"
@@ -530,8 +574,8 @@ class _Builder:
         if not self.options.prune:
             return
         for item in self.unmanaged:
-            if item.kind != "Deployment":
-                continue
+            if item.kind != "Deployment" or item.name not in self.live.state.deployments:
+                continue  # agent deployments are pruned by the rollout planner
             slot = self.live.state.deployments[item.name]
             production = slot.environment == PRODUCTION
             delete = Action(
@@ -574,10 +618,12 @@ class _Builder:
             return
         for kind, info in KINDS.items():
             deletes = [a for a in self.actions.values() if a.verb == "delete" and a.kind == kind]
-            if info.service is None:
+            listed = self.live.state.of_kind(kind)
+            if info.service is None and not listed:
+                # A slot kind: its running slots (gateways are listed like named kinds).
                 live_count = sum(1 for s in self.live.state.deployments.values() if s.running_ids)
             else:
-                live_count = len(self.live.state.of_kind(kind))
+                live_count = len(listed)
             if deletes and len(deletes) == live_count:
                 self.errors.append(
                     f"the plan would delete every {kind} on the server ({live_count}); "
@@ -693,7 +739,9 @@ def _ordered(actions: list[Action]) -> list[Action]:
 
 def build_plan(desired: State, live: LiveSnapshot, options: PlanOptions | None = None) -> Plan:
     builder = _Builder(desired, live, options or PlanOptions())
+    builder.refuse_agent_deployments()
     builder.objects()
+    builder.rollout()
     builder.deployments()
     builder.prune()
     builder.refuse_delete_all()

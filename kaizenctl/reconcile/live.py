@@ -11,10 +11,12 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from kaizenctl.api.models import Deployment, PipelineConnection, PipelineNode
+from kaizenctl.api.gateways import rollout_services
+from kaizenctl.api.models import Agent, Deployment, PipelineConnection, PipelineNode
 from kaizenctl.api.service import KaizenApi, NamedObject, NamedObjectService
 from kaizenctl.errors import PlanError
 from kaizenctl.kinds import KINDS, KindInfo, named_kinds
+from kaizenctl.reconcile.rollout import RolloutLive
 from kaizenctl.reconcile.state import (
     DeploymentSlot,
     EdgeKey,
@@ -39,6 +41,8 @@ class LiveSnapshot:
     # Graphs read, by object id.
     nodes: dict[str, list[PipelineNode]] = field(default_factory=dict)
     connections: dict[str, list[PipelineConnection]] = field(default_factory=dict)
+    # None: the server has no gateways (agents are not deployed onto gateways there).
+    rollout: RolloutLive | None = None
 
     def of_kind(self, kind: str) -> list[NamedObject]:
         return self.listed.get(kind, [])
@@ -198,7 +202,32 @@ async def fetch_live(
             )
     deployed = KINDS["Deployment"].references[0].kind
     state.deployments = deployment_slots(deployments, snapshot.names_by_id(deployed))
+    agents = [item for item in snapshot.of_kind("Agent") if isinstance(item, Agent)]
+    snapshot.rollout = await fetch_rollout(api, agents)
+    for gateway in snapshot.rollout.gateways if snapshot.rollout else []:
+        # Listed so the delete-everything guard counts them; compared by the rollout planner.
+        state.add(ObjectState("Gateway", gateway.name, {}, live_id=gateway.id))
     return snapshot
+
+
+async def fetch_rollout(api: KaizenApi, agents: list[Agent]) -> RolloutLive | None:
+    """Gateways, agent deployments, promotions and the versions of deployed agents."""
+    services = rollout_services(api)
+    if services is None:
+        return None
+    gateways, deployments, promotions = await asyncio.gather(
+        services.gateways.list_all(),
+        services.agent_deployments.list_all(),
+        services.promotions.list_all(),
+    )
+    deployed = sorted({d.agent_id for d in deployments} & {a.id for a in agents})
+    versions = await asyncio.gather(*(api.agents.list_versions(agent_id) for agent_id in deployed))
+    return RolloutLive(
+        gateways=gateways,
+        deployments=deployments,
+        promotions=promotions,
+        versions=dict(zip(deployed, versions, strict=True)),
+    )
 
 
 def _service(info: KindInfo, api: KaizenApi) -> NamedObjectService:

@@ -10,7 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 PLAN_FORMAT_VERSION = 1
 
-Verb = Literal["create", "update", "delete", "replace-graph", "deploy", "promote", "rollback"]
+# "stop": an extra active deployment of an agent on a gateway is stopped (one must remain).
+Verb = Literal[
+    "create", "update", "delete", "replace-graph", "deploy", "promote", "rollback", "stop"
+]
 
 # Terraform's symbols: how each verb is drawn.
 VERB_SYMBOLS: dict[str, str] = {
@@ -21,6 +24,7 @@ VERB_SYMBOLS: dict[str, str] = {
     "deploy": "»",
     "promote": "»",
     "rollback": "«",
+    "stop": "-",
 }
 
 

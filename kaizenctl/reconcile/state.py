@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from kaizenctl.kinds import KINDS
-from kaizenctl.manifests.models import PipelineSpec, Resource
+from kaizenctl.manifests.models import DeploymentSpec, PipelineSpec, Resource
 
 Fields = dict[str, Any]
 
@@ -96,6 +96,8 @@ class State:
     deployments: dict[str, DeploymentSlot] = field(default_factory=dict)
     # Desired side: deployment manifests by "pipeline/environment".
     deployment_specs: dict[str, Resource] = field(default_factory=dict)
+    # Desired side: deployments of agents onto gateways, by "agent/environment".
+    agent_deployment_specs: dict[str, Resource] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> Mapping[str, ObjectState]:
         """This side's resources of ``kind`` by name (read-only; reading changes nothing)."""
@@ -148,9 +150,10 @@ def desired_state(resources: list[Resource]) -> State:
     for resource in resources:
         spec = resource.spec
         info = KINDS[resource.kind]
-        if info.service is None:
-            # A slot kind (Deployment): kept as written, by its identity.
-            state.deployment_specs[info.identity(resource)] = resource
+        if isinstance(spec, DeploymentSpec):
+            # A slot kind: kept as written, by its identity; agents on gateways apart.
+            specs = state.agent_deployment_specs if spec.agent else state.deployment_specs
+            specs[info.identity(resource)] = resource
         else:
             state.add(
                 ObjectState(

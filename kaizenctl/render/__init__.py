@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kaizenctl.reconcile.apply import ApplyResult
+from kaizenctl.reconcile.apply import OUTCOME_STATUSES, ApplyResult
 from kaizenctl.reconcile.diff import PRODUCTION
 from kaizenctl.reconcile.plan import VERB_SYMBOLS, Action, FieldChange, Plan
 from kaizenctl.redact import MASK, redact
@@ -127,6 +127,7 @@ def summary_line(plan: Plan) -> str:
         ("deploy", "to deploy"),
         ("promote", "to promote"),
         ("rollback", "to roll back"),
+        ("stop", "extra deployment(s) to stop"),
         ("delete", "to delete"),
     ]
     parts = [f"{counts[verb]} {label}" for verb, label in labels if counts.get(verb)]
@@ -233,6 +234,7 @@ DRIFT_KINDS: dict[str, str] = {
     "promote": "deployment-differs",
     "rollback": "deployment-differs",
     "delete": "not-in-git",  # only with --prune: live, in no manifest
+    "stop": "extra-deployment",  # more than one active deployment where one belongs
 }
 
 
@@ -477,6 +479,8 @@ def _escape(text: str) -> str:
 # The JSON key of each outcome list ("interrupted" alone is the top-level flag).
 _RESULT_KEYS = {
     "done": "done",
+    "awaiting-approval": "awaiting_approval",
+    "rejected": "rejected",
     "failed": "failed",
     "skipped": "skipped",
     "interrupted": "interrupted_actions",
@@ -493,10 +497,7 @@ def _json(document: dict[str, Any], json_lines: bool) -> str:
 def render_apply(
     result: ApplyResult, fmt: Format = "text", *, color: bool = False, json_lines: bool = False
 ) -> str:
-    groups = {
-        status: result.with_status(status)
-        for status in ("done", "failed", "skipped", "interrupted", "not-started")
-    }
+    groups = {status: result.with_status(status) for status in OUTCOME_STATUSES}
     if fmt == "json":
         data = {
             "format_version": JSON_FORMAT_VERSION,
@@ -512,6 +513,9 @@ def render_apply(
     lines: list[str] = []
     titles = {
         "done": "Done",
+        "awaiting-approval": "Awaiting approval on the platform (neither done nor failed; "
+        "apply again once it is approved)",
+        "rejected": "Rejected by the platform's approvers",
         "failed": "Failed",
         "skipped": "Skipped (a dependency failed)",
         "interrupted": "Interrupted while running (may or may not have taken effect)",
@@ -527,13 +531,26 @@ def render_apply(
             text = f"{bullet}{outcome.summary}"
             if outcome.message:
                 text += f": {outcome.message}"
-            lines.append(_style(text, {"failed": "-", "done": "+"}.get(status, "~"), color))
+            symbol = {"failed": "-", "rejected": "-", "done": "+"}.get(status, "~")
+            lines.append(_style(text, symbol, color))
     counts = {status: len(outcomes) for status, outcomes in groups.items()}
     if result.interrupted:
         lines.append("Apply was interrupted; run it again to converge.")
+    if result.ok:
+        state = "complete"
+    elif result.awaiting_approval:
+        state = "awaiting approval"
+    else:
+        state = "incomplete"
     lines.append(
-        f"Apply {'complete' if result.ok else 'incomplete'}: {counts['done']} done, "
-        f"{counts['failed']} failed, {counts['skipped']} skipped, "
+        f"Apply {state}: {counts['done']} done, "
+        + (
+            f"{counts['awaiting-approval']} awaiting approval, "
+            if counts["awaiting-approval"]
+            else ""
+        )
+        + (f"{counts['rejected']} rejected, " if counts["rejected"] else "")
+        + f"{counts['failed']} failed, {counts['skipped']} skipped, "
         + (f"{counts['interrupted']} interrupted, " if counts["interrupted"] else "")
         + f"{counts['not-started']} never started."
     )

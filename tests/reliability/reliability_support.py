@@ -19,7 +19,7 @@ from kaizenctl.api.models import Deployment
 from kaizenctl.api.settings import ConnectionSettings
 from kaizenctl.errors import KaizenctlError
 from kaizenctl.manifests.loader import load_manifests
-from kaizenctl.manifests.models import Resource
+from kaizenctl.manifests.models import DeploymentSpec, Resource
 from kaizenctl.reconcile import ApplyOptions, apply_async, plan_async
 from kaizenctl.server.testing import RunningServer
 
@@ -184,7 +184,8 @@ def duplicate_problems(live: LiveInventory, resources: list[Resource]) -> list[s
     for resource in resources:
         if resource.kind == "Deployment":
             spec = resource.spec
-            slots.add((spec.pipeline, spec.environment))  # type: ignore[union-attr]
+            assert isinstance(spec, DeploymentSpec)
+            slots.add((spec.target, spec.environment))
         else:
             wanted[resource.kind].add(resource.name)
     for kind, names in (

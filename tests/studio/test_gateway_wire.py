@@ -1,0 +1,113 @@
+"""The gateway, deployment and promotion services read the recorded exchanges as the
+live server wrote them (respx-style replay with httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from kaizenctl.api.gateways import ApprovalRequiredError, StudioRollout, parse_promotion
+from kaizenctl.api.session import ApiSession, TokenState
+from tests.studio.rollout_fake import recorded
+
+T = TypeVar("T")
+BASE = "http://studio.test/api/v1"
+
+
+def _replay(*names: str) -> tuple[httpx.MockTransport, list[str]]:
+    """Answer each request with the recorded exchange of the same method and path."""
+    exchanges = [recorded(name) for name in names]
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        for exchange in exchanges:
+            if exchange["method"] == request.method and exchange["path"] == request.url.path:
+                return httpx.Response(exchange["status"], json=exchange["response_body"])
+        return httpx.Response(404, json={"error": {"code": "NOT_FOUND", "message": "Not Found"}})
+
+    return httpx.MockTransport(handle), seen
+
+
+def _run(transport: httpx.MockTransport, use: Callable[[StudioRollout], Awaitable[T]]) -> T:
+    async def run() -> T:
+        session = ApiSession(BASE, transport=transport, tokens=TokenState("token"))
+        try:
+            return await use(StudioRollout(session))
+        finally:
+            await session.aclose()
+
+    return asyncio.run(run())
+
+
+def test_lists_read_the_recorded_shapes() -> None:
+    transport, _ = _replay("gateways-list", "deployments-list", "promotions-list")
+
+    async def read(rollout: StudioRollout) -> tuple[Any, Any, Any]:
+        return (
+            await rollout.gateways.list_all(),
+            await rollout.agent_deployments.list_all(),
+            await rollout.promotions.list_all(),
+        )
+
+    gateways, deployments, promotions = _run(transport, read)
+    assert gateways[0].name == "dev-gw"
+    # "" means unset on this server.
+    assert gateways[0].description is None
+    assert gateways[0].health_check_url is None
+    assert {d.status for d in deployments} <= {"active", "stopped", "failed"}
+    assert any(d.agent_version_id is None for d in deployments)
+    assert any(p.status == "completed" and p.target_deployment_id for p in promotions)
+
+
+def test_logs_are_sorted_by_time() -> None:
+    transport, _ = _replay("deployments-logs")
+    deployment_id = recorded("deployments-logs")["path"].split("/")[-2]
+    logs = _run(transport, lambda r: r.agent_deployments.logs(deployment_id))
+    assert [entry.event_type for entry in logs] == ["started", "building", "registered"]
+
+
+def test_a_failed_deploy_is_an_answer_not_an_error() -> None:
+    transport, _ = _replay("deployments-list-empty", "deployments-create-gateway-unreachable")
+    body = recorded("deployments-create-gateway-unreachable")["request_body"]
+    deployment = _run(
+        transport, lambda r: r.agent_deployments.deploy(body["agent_id"], body["gateway_id"], None)
+    )
+    assert deployment.status == "failed"
+    assert deployment.error_message == "All connection attempts failed"
+
+
+def test_stopping_a_stopped_deployment_reads_it_back() -> None:
+    again = recorded("deployments-stop-again")
+    deployment_id = again["path"].split("/")[-2]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(again["status"], json=again["response_body"])
+        stopped = recorded("deployments-stop")["response_body"]
+        return httpx.Response(200, json={**stopped, "id": deployment_id})
+
+    stopped = _run(httpx.MockTransport(handle), lambda r: r.agent_deployments.stop(deployment_id))
+    assert stopped.status == "stopped"
+
+
+def test_a_pending_promotion_without_created_at_parses() -> None:
+    body = recorded("promotions-create-production-needs-approval")["response_body"]
+    assert "created_at" not in body
+    promotion = parse_promotion(body)
+    assert (promotion.status, promotion.requires_approval) == ("pending", True)
+    assert promotion.target_deployment_id is None
+
+
+def test_a_promotion_waiting_for_approval_is_never_sent_to_execute() -> None:
+    transport, seen = _replay()
+    pending = parse_promotion(
+        recorded("promotions-create-production-needs-approval")["response_body"]
+    )
+    with pytest.raises(ApprovalRequiredError, match="never executes it"):
+        _run(transport, lambda r: r.promotions.execute(pending))
+    assert seen == []

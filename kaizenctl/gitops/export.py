@@ -276,8 +276,15 @@ def export_documents(live: LiveSnapshot) -> tuple[dict[Path, dict[str, Any]], li
         info = KINDS[kind]
         if info.service is not None:
             exporter.objects(info)
-        else:
+        elif info.references:
             exporter.deployments(info)
+        elif live.state.of_kind(kind):
+            # Gateways: their api_key is write-only, so a manifest cannot be rebuilt from them.
+            exporter.result.warnings.append(
+                f"{len(live.state.of_kind(kind))} {info.plural} not exported: a gateway's "
+                "api_key cannot be read back; write their manifests by hand "
+                "(api_key: ${VAR})"
+            )
     return exporter.documents, exporter.result.warnings
 
 

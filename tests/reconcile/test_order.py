@@ -28,8 +28,8 @@ PIPELINE_FIELDS: dict[str, object] = {
 
 
 def test_kinds_are_created_after_what_they_reference_and_deleted_in_reverse() -> None:
-    assert create_order() == ("Agent", "Policy", "Pipeline", "Deployment")
-    assert delete_order() == ("Deployment", "Pipeline", "Policy", "Agent")
+    assert create_order() == ("Agent", "Gateway", "Policy", "Pipeline", "Deployment")
+    assert delete_order() == ("Deployment", "Pipeline", "Policy", "Gateway", "Agent")
 
 
 def test_a_reference_outranks_rank_and_rank_breaks_ties() -> None:

@@ -487,8 +487,8 @@ class RolloutPlanner:
                 verb="deploy",
                 kind="Deployment",
                 name=key,
-                summary=f"{spec.agent}: {spec.environment} {before} → (current agent) "
-                f"(deploy on {gateway_name})",
+                summary=f"Deployment/{resource.name}: {spec.agent} in {spec.environment} "
+                f"{before} → (current agent) (deploy on {gateway_name})",
                 changes=(FieldChange(field="agent_version", before=before, after="current agent"),),
                 depends_on=tuple(depends),
                 payload=base_payload,
@@ -544,7 +544,8 @@ class RolloutPlanner:
                 verb="promote",
                 kind="Deployment",
                 name=key,
-                summary=f"{spec.agent}: {spec.environment} {before} → {source_label} ({how})",
+                summary=f"Deployment/{resource.name}: {spec.agent} in {spec.environment} "
+                f"{before} → {source_label} ({how})",
                 changes=(FieldChange(field="agent_version", before=before, after=source_label),),
                 depends_on=(*self.slot_actions.get(source_key, []), *depends),
                 payload=payload,
@@ -559,7 +560,8 @@ class RolloutPlanner:
                 verb="stop",
                 kind="Deployment",
                 name=f"{key}/{extra.id}",
-                summary=f"{spec.agent}: stop extra active deployment {extra.id} on {gateway_name} "
+                summary=f"Deployment/{resource.name}: stop extra active deployment {extra.id} "
+                f"of {spec.agent} on {gateway_name} "
                 f"({self._version_label(extra.agent_version_id)}; one belongs there)",
                 changes=(FieldChange(field="active_deployments", before=len(active), after=1),),
                 live_id=extra.id,

@@ -640,7 +640,7 @@ class _Builder:
             )
             for action in self.actions.values()
         ]
-        actions = _filter_targets(actions, self.options.targets)
+        actions = _filter_targets(actions, self._targeted())
         unmanaged = [
             u for u in self.unmanaged if not (self.options.prune and _is_pruned(u, actions))
         ]
@@ -648,7 +648,52 @@ class _Builder:
             actions=tuple(_ordered(actions)),
             unmanaged=tuple(sorted(unmanaged, key=lambda u: (u.kind, u.name))),
             prune=self.options.prune,
+            targets=tuple(sorted(self.options.targets)),
         )
+
+    def _targeted(self) -> frozenset[str]:
+        """The targets and, transitively, every resource they reference (README: "this
+        resource and what it depends on"); a target that names nothing is an error."""
+        targets = self.options.targets
+        if not targets:
+            return targets
+        desired: dict[str, Resource] = {}
+        for kind in KINDS:
+            for name, want in self.desired.of_kind(kind).items():
+                if want.resource is not None:
+                    desired[f"{kind}/{name}"] = want.resource
+        for key, resource in self.desired.deployment_specs.items():
+            # A deployment is targeted by its manifest name or by pipeline/environment.
+            desired[f"Deployment/{resource.name}"] = resource
+            desired.setdefault(f"Deployment/{key}", resource)
+        live = {f"{kind}/{name}" for kind in KINDS for name in self.live.state.of_kind(kind)}
+        live |= {f"Deployment/{key}" for key in self.live.state.deployments}
+        unknown = sorted(t for t in targets if t not in desired and t not in live)
+        if unknown:
+            raise PlanError(
+                "\n".join(
+                    f"--target {target}: no such resource in the manifests or on the server"
+                    for target in unknown
+                )
+            )
+        closure: set[str] = set()
+        stack = list(targets)
+        while stack:
+            ref = stack.pop()
+            if ref in closure:
+                continue
+            closure.add(ref)
+            held = desired.get(ref)
+            if held is None:
+                continue
+            for reference in KINDS[held.kind].references:
+                stack.extend(f"{reference.kind}/{name}" for _, name in reference.names(held.spec))
+            spec = held.spec
+            if isinstance(spec, DeploymentSpec):
+                stack.append(f"Deployment/{spec.pipeline}/{spec.environment}")
+                if spec.promote_from is not None:
+                    stack.append(f"Deployment/{spec.pipeline}/{spec.promote_from}")
+        return frozenset(closure)
 
 
 def _waits_for(info: KindInfo, resource: Resource | None, verb: str) -> list[str]:

@@ -76,11 +76,27 @@ class Plan(PlanModel):
     actions: tuple[Action, ...] = ()
     unmanaged: tuple[Unmanaged, ...] = ()
     prune: bool = False
+    # --target values in effect: the plan leaves out what they do not depend on.
+    targets: tuple[str, ...] = ()
+
+    @property
+    def targeting_warning(self) -> str | None:
+        """What a reader must know when --target left part of the manifests out."""
+        if not self.targets:
+            return None
+        return (
+            f"--target is in effect: this plan covers only {', '.join(self.targets)} and "
+            "what it depends on; other differences from the manifests are left out "
+            "(plan without --target to see them all)"
+        )
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        """Every action's warnings, each after the resource it is about."""
-        return tuple(f"{a.ref}: {warning}" for a in self.actions for warning in a.warnings)
+        """Targeting, if in effect, then every action's warnings after the resource it is about."""
+        targeting = (self.targeting_warning,) if self.targeting_warning else ()
+        return targeting + tuple(
+            f"{a.ref}: {warning}" for a in self.actions for warning in a.warnings
+        )
 
     @property
     def has_changes(self) -> bool:

@@ -184,6 +184,8 @@ def _plan_text(plan: Plan, color: bool) -> str:
         for item in plan.unmanaged:
             lines.append(f"  {item.kind}/{item.name} (id {item.live_id})")
         lines.append("")
+    if plan.targeting_warning:
+        lines.append(_style(f"Warning: {plan.targeting_warning}", "~", color))
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 
@@ -376,6 +378,8 @@ def _plan_markdown(plan: Plan, context: PlanContext | None) -> str:
             where += f", organization {_code(context.organization)}"
         head += [where + ".", ""]
     head += [f"**{summary_line(plan)}**", ""]
+    if plan.targeting_warning:
+        head += [f"> :warning: {_escape(plan.targeting_warning)}", ""]
     parts: list[_MarkdownPart] = []
 
     def section(title: str, items: list[str], counts_as: str) -> None:

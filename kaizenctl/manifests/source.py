@@ -234,6 +234,7 @@ class _DocumentBuilder:
         unset: list[str] = []
         malformed: list[str] = []
         substituted: list[str] = []
+        defaulted: list[str] = []
 
         def replace(match: re.Match[str]) -> str:
             text = match.group(0)
@@ -250,7 +251,9 @@ class _DocumentBuilder:
             value = self.environ.get(name)
             # Shell semantics: `:-` uses the default when the variable is unset or empty.
             if default is not None and not value:
-                value = default
+                # The default is written in the manifest, in Git: no secret to mask or seal.
+                defaulted.append(default)
+                return default
             if value is None:
                 unset.append(name)
                 return text
@@ -267,12 +270,14 @@ class _DocumentBuilder:
                 f"environment variable {name} is not set (write ${{{name}:-default}} "
                 "to give a default)",
             )
-        if not substituted:
+        if not substituted and not defaulted:
             return text
-        self.document.sensitive_paths.add(path)
-        for value in substituted:
-            register_secret(value)
-        register_secret(text)
+        if substituted:
+            # Only what came from the environment is secret.
+            self.document.sensitive_paths.add(path)
+            for value in substituted:
+                register_secret(value)
+            register_secret(text)
         # The C composer marks plain scalars with style "", the Python one with None.
         if not node.style and not malformed and not unset:
             # A plain `${MAX_TOKENS}` should become the int it would be if written inline.

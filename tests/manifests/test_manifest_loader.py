@@ -150,7 +150,8 @@ spec:
     # A plain scalar is typed after substitution, as if the value had been written there.
     assert agent.spec.max_tokens == 512
     assert agent.spec.temperature == 0.25
-    assert agent.sensitive_paths == {"system_prompt", "provider", "max_tokens", "temperature"}
+    # Only values from the environment are secret; a default is written in the manifest.
+    assert agent.sensitive_paths == {"system_prompt", "temperature"}
     assert redact("token sk-live-abcdef") == f"token {MASK}"
 
 

@@ -137,13 +137,24 @@ def load_manifests(
         if isinstance(text, SourceProblem):
             problems.add_source(text)
             continue
+        documents = 0
         for document in parse_documents(display, text, environ):
+            documents += 1
             if isinstance(document, SourceProblem):
                 problems.add_source(document)
                 continue
             result = _validate_document(document, problems, declared)
             if result is not None:
                 loaded.append(result)
+        if documents == 0:
+            # Ignoring it would drop, at the next apply --prune, whatever the file used to hold.
+            problems.add(
+                SourceLocation(display, 1, 1),
+                "",
+                "",
+                "holds no manifest (it is empty or only comments); delete the file if its "
+                "resources are meant to go, or restore its content",
+            )
     manifest_set = ManifestSet(tuple(item.resource for item in loaded))
     _check_set(loaded, manifest_set, declared, problems)
     if problems.entries:

@@ -46,3 +46,20 @@ def command(out_dir: str, force: bool, **connection: Any) -> None:
     for warning in result.warnings:
         click.echo(redact(f"Warning: {warning}"), err=True)
     click.echo(f"Exported {len(result.files)} resources to {out_dir}.")
+    if result.by_rule:
+        click.echo(
+            "\nWritten by rule: the server does not record whether a deployment was deployed "
+            "or promoted,\nso each is `version: latest` when it runs its pipeline's current "
+            "version, else `version: N`.\nWhere one came by promotion, write `promote_from: "
+            "ENV` instead (a production deployment\nleft at `version: latest` deploys every "
+            "pipeline change straight to production):"
+        )
+        for line in result.by_rule:
+            click.echo(f"  {line}")
+    if result.invented_names:
+        click.echo(
+            "\nDeployment names made up (the server keeps none; rename them to yours "
+            "before you commit):"
+        )
+        for line in result.invented_names:
+            click.echo(f"  {line}")

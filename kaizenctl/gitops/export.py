@@ -43,6 +43,10 @@ class ExportResult:
 
     files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # What export could not know and wrote by rule, one line each (see ``deployments``).
+    by_rule: list[str] = field(default_factory=list)
+    # Names export made up (the contract keeps no deployment names), one line each.
+    invented_names: list[str] = field(default_factory=list)
 
 
 def _written_fields(kind: str, live: object, model: type[BaseModel]) -> dict[str, Any]:
@@ -240,7 +244,16 @@ class _Exporter:
                 "version": "latest" if latest else slot.active_version,
             }
             path = Path(info.plural) / f"{name}.yaml"
-            self.add(info.kind, name, slot.active_id, spec, info.spec_model, path)
+            if self.add(info.kind, name, slot.active_id, spec, info.spec_model, path):
+                # The contract records neither whether a deployment was deployed or promoted
+                # nor its manifest name: MANIFESTS.md's rule decides, and the output says so.
+                where = f"{slot.pipeline} in {slot.environment}"
+                self.result.by_rule.append(
+                    f"{path.as_posix()}: version: {spec['version']} "
+                    f"({where} runs v{slot.active_version}"
+                    + (", its pipeline's current version)" if latest else ")")
+                )
+                self.result.invented_names.append(f"{info.kind}/{name}: {where}")
 
 
 def _node(node: PipelineNode, agent_names: dict[str, str]) -> dict[str, Any]:
@@ -268,8 +281,9 @@ def _deployment_name(pipeline: str, environment: str) -> str:
     return f"{head}-{digest}"
 
 
-def export_documents(live: LiveSnapshot) -> tuple[dict[Path, dict[str, Any]], list[str]]:
-    """Relative path -> manifest document for everything a manifest can hold; warnings."""
+def export_documents(live: LiveSnapshot) -> tuple[dict[Path, dict[str, Any]], ExportResult]:
+    """Relative path -> manifest document for everything a manifest can hold; and the
+    result so far (warnings, what was written by rule, invented names; no files yet)."""
     exporter = _Exporter(live)
     # Create order: a resource is exported only after what it references.
     for kind in create_order():
@@ -285,7 +299,7 @@ def export_documents(live: LiveSnapshot) -> tuple[dict[Path, dict[str, Any]], li
                 "api_key cannot be read back; write their manifests by hand "
                 "(api_key: ${VAR})"
             )
-    return exporter.documents, exporter.result.warnings
+    return exporter.documents, exporter.result
 
 
 def _prepare(out_dir: Path, force: bool) -> None:
@@ -308,8 +322,7 @@ async def export_async(api: KaizenApi, out_dir: str | Path, *, force: bool = Fal
     out = Path(out_dir)
     _prepare(out, force)
     live = await fetch_live(api)
-    documents, warnings = export_documents(live)
-    result = ExportResult(warnings=warnings)
+    documents, result = export_documents(live)
     for relative, document in documents.items():
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 from typing import Any
 
 import click
@@ -57,6 +58,10 @@ def command(
 
     resources = load_resources(paths)
     options = build_plan_options(prune=prune, targets=targets, allow_delete_all=allow_delete_all)
+    if out_file is not None:
+        from kaizenctl.gitops.saved_plan import check_plan_destination
+
+        check_plan_destination(out_file)
     settings = settings_from_options(**connection)
 
     async def run() -> tuple[Plan, PlanContext | None]:
@@ -73,5 +78,13 @@ def command(
     color = use_color(no_color=no_color)
     rendered = render_plan(plan, output_format, color=color, context=context)  # type: ignore[arg-type]
     click.echo(rendered, nl=False)
+    if out_file is not None:
+        # As Terraform does: say how to apply exactly what was just reviewed. JSON and
+        # Markdown keep stdout to themselves, so the hint goes to stderr there.
+        click.echo(
+            f"\nSaved the plan to {out_file}. To apply exactly these actions, run:\n"
+            f"  kaizenctl apply --plan {shlex.quote(out_file)}",
+            err=output_format != "text",
+        )
     if detailed_exitcode and plan.has_changes:
         raise SystemExit(EXIT_CHANGES)

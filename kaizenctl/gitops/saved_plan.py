@@ -157,9 +157,36 @@ def build_saved_plan(
     return SavedPlan.model_validate(document)
 
 
+def check_plan_destination(out_file: str | Path) -> None:
+    """Refuse, before anything is read, a ``--out`` that a saved plan cannot be written to."""
+    shown = str(out_file)
+    if shown == "-":
+        raise UsageError(
+            "--out -: a saved plan is a file that `apply --plan FILE` reads; standard output "
+            "is not supported (it carries the rendered plan); give a file name"
+        )
+    path = Path(out_file)
+    if path.is_dir():
+        raise UsageError(
+            f"--out {shown}: is a folder; give a file name, e.g. {path / 'plan.json'}"
+        )
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {shown}: no such folder {parent}; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {shown}: cannot write in the folder {parent}")
+
+
 def write_saved_plan(saved: SavedPlan, out_file: str | Path) -> None:
     """Write atomically, readable by the owner only (it names servers and resources)."""
-    path = Path(out_file)
+    check_plan_destination(out_file)
+    try:
+        _write_atomically(saved, Path(out_file))
+    except OSError as error:
+        raise UsageError(f"--out {out_file}: cannot write it ({error.strerror})") from None
+
+
+def _write_atomically(saved: SavedPlan, path: Path) -> None:
     text = json.dumps(saved.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
     directory = path.parent if str(path.parent) else Path(".")
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
@@ -234,9 +261,17 @@ async def check_saved_plan(
     live = await fetch_live(api, pipelines_in_scope=lambda name: name in in_scope)
     moved = compare_fingerprints(saved.fingerprints, live_fingerprints(live))
     if moved:
+        moved_refs = {line.partition(": ")[0] for line in moved}
+        if moved_refs <= {action.ref for action in plan.actions}:
+            # Only what the plan itself changes has changed: its own writes, most likely.
+            raise PlanError(
+                f"{refuse}: it was already applied, in whole or in part: every resource that "
+                f"changed since it was made is one it changes ({', '.join(sorted(moved_refs))}); "
+                "run `kaizenctl plan` to see whether anything is left to do"
+            )
         raise PlanError(
-            f"{refuse}: live state moved since the plan was made; plan again and review:\n"
-            + "\n".join(f"  {line}" for line in moved)
+            f"{refuse}: it is stale, live state changed since the plan was made; plan again "
+            "and review:\n" + "\n".join(f"  {line}" for line in moved)
         )
     return plan, live
 

@@ -319,7 +319,8 @@ class DeploymentLogOut(BaseModel):
 class ConditionIn(Body):
     attribute: Annotated[str, Field(min_length=1)]
     operator: Operator
-    value: Any = None
+    # Required like every other key; null is a value (for eq/ne), a missing key is not.
+    value: Any
 
     @model_validator(mode="after")
     def _value_fits_operator(self) -> ConditionIn:

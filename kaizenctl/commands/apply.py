@@ -77,6 +77,7 @@ def command(
         use_color,
     )
     from kaizenctl.commands.options import settings_from_options
+    from kaizenctl.commands.progress import Heartbeat
     from kaizenctl.errors import ApplyError, UsageError
     from kaizenctl.reconcile import ApplyOptions, ApplyResult, apply_plan_async
     from kaizenctl.reconcile.apply import check_flags
@@ -132,17 +133,37 @@ def command(
             total = len(plan.actions)
             finished = 0
 
+            # Outside a terminal (CI), a heartbeat line every PROGRESS_INTERVAL_S instead.
+            heartbeat = None if progress_on else Heartbeat(total)
+
             def on_progress(action: Action, status: str, message: str) -> None:
                 nonlocal finished
                 finished += 1
                 if progress_on:
                     click.echo(f"[{finished}/{total}] {status}: {action.summary}", err=True)
+                if heartbeat is not None:
+                    heartbeat.finished(action)
+
+            def on_start(action: Action) -> None:
+                if heartbeat is not None:
+                    heartbeat.started(action)
 
             # CI cancels a job with SIGTERM: stop like Ctrl-C does, and still report.
             main_task = asyncio.current_task()
             assert main_task is not None
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-            return await apply_plan_async(api, plan, live, apply_options, on_progress=on_progress)
+            beating = (
+                asyncio.ensure_future(heartbeat.run(lambda line: click.echo(line, err=True)))
+                if heartbeat is not None
+                else None
+            )
+            try:
+                return await apply_plan_async(
+                    api, plan, live, apply_options, on_progress=on_progress, on_start=on_start
+                )
+            finally:
+                if beating is not None:
+                    beating.cancel()
 
     result = asyncio.run(run())
     if result is None:

@@ -16,6 +16,7 @@ from kaizenctl.reconcile.apply import (
     DEFAULT_DEPLOY_TIMEOUT,
     ApplyResult,
     ProgressCallback,
+    StartCallback,
     execute_plan,
 )
 from kaizenctl.reconcile.diff import PlanOptions, build_plan
@@ -64,6 +65,7 @@ async def apply_plan_async(
     options: ApplyOptions | None = None,
     *,
     on_progress: ProgressCallback | None = None,
+    on_start: StartCallback | None = None,
 ) -> ApplyResult:
     options = options or ApplyOptions()
     return await execute_plan(
@@ -73,6 +75,7 @@ async def apply_plan_async(
         deploy_timeout=options.deploy_timeout,
         allowed_flags=options.allowed_flags,
         on_progress=on_progress,
+        on_start=on_start,
     )
 
 

@@ -114,6 +114,8 @@ class PromotionRejected(KaizenctlError):
 
 
 ProgressCallback = Callable[[Action, OutcomeStatus, str], None]
+# Called as an action starts running (its dependencies done), before its first request.
+StartCallback = Callable[[Action], None]
 
 
 @dataclass
@@ -148,6 +150,7 @@ async def execute_plan(
     deploy_timeout: float = DEFAULT_DEPLOY_TIMEOUT,
     allowed_flags: frozenset[str] = frozenset(),
     on_progress: ProgressCallback | None = None,
+    on_start: StartCallback | None = None,
 ) -> ApplyResult:
     check_flags(plan, allowed_flags)
     context = _Context(
@@ -194,6 +197,8 @@ async def execute_plan(
                     record(action, "skipped", blocking[0].message)
                 return
             started.add(action.id)
+            if on_start is not None:
+                on_start(action)
             try:
                 message = await _execute(context, action)
             except AwaitingApproval as waiting:

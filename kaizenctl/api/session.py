@@ -41,6 +41,7 @@ from kaizenctl.api.errors import (
 from kaizenctl.api.httplog import http_logger
 from kaizenctl.api.retry import IDEMPOTENT_METHODS, Disposition, RetryPolicy, classify_status
 from kaizenctl.api.retry import parse_retry_after as _parse_retry_after
+from kaizenctl.api.transport import KaizenTransport
 from kaizenctl.redact import register_secret
 
 Renewer = Callable[[], Awaitable[None]]
@@ -196,12 +197,18 @@ class ApiSession:
         # The token whose renewal failed, and why: waiters re-raise instead of trying again.
         self._renew_failure: tuple[str | None, ApiError] | None = None
         self.renewals = 0
+        limits = httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism)
+        if transport is None:
+            if verify is True and urlsplit(self.base_url).scheme == "http":
+                # Plain http never does TLS (and redirects are off): spare loading the CA
+                # store (~40 ms). A context with no roots still verifies, so it can only refuse.
+                verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            transport = KaizenTransport(verify=verify, limits=limits)
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout),
-            verify=verify,
             transport=transport,
-            limits=httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism),
+            limits=limits,
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": f"kaizenctl/{__version__}"},
         )

@@ -47,7 +47,8 @@ def test_a_429_at_request_7_is_waited_out_and_every_page_still_read() -> None:
     settings = ConnectionSettings(api_url="https://kaizen.test", token="t0ken-for-tests")
 
     async def run() -> list[str]:
-        with respx.mock(assert_all_called=True) as router:
+        # using="httpx": mock at the client, whatever transport the session picked.
+        with respx.mock(assert_all_called=True, using="httpx") as router:
             router.get(f"{API}/agents").mock(side_effect=answer)
             async with open_api(settings) as api:
                 return [agent.name for agent in await api.agents.list_all()]

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,9 +68,38 @@ class ServerProcess:
         }
 
 
+def cpu_split() -> tuple[set[int], set[int]] | None:
+    """(client CPUs, server CPUs): the last allowed CPU for the server, the rest for the client.
+
+    Pinning keeps the two from taking turns on one core, so the client's wall time
+    and CPU time are not inflated by the server's work. None on a single CPU or
+    where affinity cannot be set (not Linux).
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None
+    return set(allowed[:-1]), {allowed[-1]}
+
+
+def pinned_to(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that pins the child to ``cpus`` (None: no pinning)."""
+    if cpus is None:
+        return None
+
+    def pin() -> None:
+        os.sched_setaffinity(0, cpus)
+
+    return pin
+
+
 @contextmanager
 def server_process(**knobs: object) -> Iterator[ServerProcess]:
-    """Start ``kaizenctl serve`` with these fault knobs (flag names with underscores); stop it."""
+    """Start ``kaizenctl serve`` with these fault knobs (flag names with underscores); stop it.
+
+    The server runs pinned to its own CPU (``cpu_split``) where there are two or more.
+    """
     port = free_port()
     password = secrets.token_urlsafe(16)
     args = [str(KAIZENCTL), "serve", "--port", str(port), "--admin", "--log-level", "warning"]
@@ -83,8 +112,14 @@ def server_process(**knobs: object) -> Iterator[ServerProcess]:
     }
     # A file, not a pipe: a pipe nobody reads would block a chatty server.
     with tempfile.TemporaryFile() as errors:
+        split = cpu_split()
         process = subprocess.Popen(
-            args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors
+            args,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            preexec_fn=pinned_to(split[1] if split else None),
         )
         url = f"http://127.0.0.1:{port}"
         try:

@@ -6,8 +6,10 @@ endpoint. A dialect (``contract_v1``) supplies paths, bodies and the
 
 What it guarantees:
 
-* at most ``parallelism`` requests in flight (a semaphore held only while a
-  request is on the wire, never while backing off);
+* at most ``parallelism`` requests in flight, and fewer while the server pushes
+  back: ``AdaptiveLimit`` starts at 10 and follows AIMD (more while answers
+  come, half as many on a 429 or 503); a slot is held only while a request is
+  on the wire, never while backing off;
 * on a 401, one renewal in flight however many requests wait on it; the
   request is then sent again, and a 401 straight after a renewal is an
   ``AuthenticationError`` telling the user to log in again;
@@ -29,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from kaizenctl import __version__
+from kaizenctl.api.concurrency import AdaptiveLimit, Outcome
 from kaizenctl.api.errors import (
     LOGIN_AGAIN_HINT,
     ApiError,
@@ -41,12 +44,15 @@ from kaizenctl.api.errors import (
 from kaizenctl.api.httplog import http_logger
 from kaizenctl.api.retry import IDEMPOTENT_METHODS, Disposition, RetryPolicy, classify_status
 from kaizenctl.api.retry import parse_retry_after as _parse_retry_after
+from kaizenctl.api.settings import DEFAULT_PARALLELISM
 from kaizenctl.api.transport import KaizenTransport
 from kaizenctl.redact import register_secret
 
 Renewer = Callable[[], Awaitable[None]]
 # 401s one request may meet before giving up: each renewal by another request allows one more.
 MAX_REFUSALS = 4
+# Answers that mean "too many requests at once": the adaptive limit halves on them.
+PUSH_BACK_STATUSES = frozenset({429, 503})
 QueryParams = Mapping[str, str | int | float | bool]
 
 _log = http_logger()
@@ -180,7 +186,7 @@ class ApiSession:
         self,
         base_url: str,
         *,
-        parallelism: int = 10,
+        parallelism: int = DEFAULT_PARALLELISM,
         timeout: float = 30.0,
         verify: ssl.SSLContext | bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -192,7 +198,7 @@ class ApiSession:
         self.policy = policy or RetryPolicy()
         self.tokens = tokens or TokenState()
         self.renewer: Renewer | None = None
-        self._semaphore = asyncio.Semaphore(parallelism)
+        self.concurrency = AdaptiveLimit(parallelism)
         self._renew_lock = asyncio.Lock()
         # The token whose renewal failed, and why: waiters re-raise instead of trying again.
         self._renew_failure: tuple[str | None, ApiError] | None = None
@@ -331,27 +337,35 @@ class ApiSession:
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         shown_path = self.full_path(path)
-        async with self._semaphore:
-            started = time.perf_counter()
-            try:
-                response = await self._client.request(
-                    method,
-                    path,
-                    params=dict(params) if params else None,
-                    json=json,
-                    data=data,
-                    headers=headers,
-                )
-            except httpx.HTTPError as exc:
-                elapsed_ms = (time.perf_counter() - started) * 1000
-                _log.info(
-                    "%s %s failed after %.0f ms (%s)",
-                    method,
-                    shown_path,
-                    elapsed_ms,
-                    type(exc).__name__,
-                )
-                raise
+        window = await self.concurrency.acquire()
+        outcome = Outcome.FAILED
+        started = time.perf_counter()
+        try:
+            response = await self._client.request(
+                method,
+                path,
+                params=dict(params) if params else None,
+                json=json,
+                data=data,
+                headers=headers,
+            )
+            outcome = (
+                Outcome.PUSHED_BACK
+                if response.status_code in PUSH_BACK_STATUSES
+                else Outcome.ANSWERED
+            )
+        except httpx.HTTPError as exc:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            _log.info(
+                "%s %s failed after %.0f ms (%s)",
+                method,
+                shown_path,
+                elapsed_ms,
+                type(exc).__name__,
+            )
+            raise
+        finally:
+            self.concurrency.release(window, outcome)
         elapsed_ms = (time.perf_counter() - started) * 1000
         _log.info("%s %s %d %.0f ms", method, shown_path, response.status_code, elapsed_ms)
         if params:

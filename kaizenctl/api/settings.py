@@ -25,7 +25,8 @@ ENV_REFRESH_TOKEN = "KAIZEN_REFRESH_TOKEN"
 ENV_EMAIL = "KAIZEN_EMAIL"
 ENV_PASSWORD = "KAIZEN_PASSWORD"
 
-DEFAULT_PARALLELISM = 10
+# A ceiling: requests in flight start at 10 and adapt up to it (kaizenctl.api.concurrency).
+DEFAULT_PARALLELISM = 64
 DEFAULT_TIMEOUT = 30.0
 
 CREDENTIALS_HINT = (

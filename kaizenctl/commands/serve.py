@@ -147,6 +147,15 @@ def _is_loopback(host: str) -> bool:
     ),
 )
 @click.option(
+    "--max-in-flight",
+    type=click.IntRange(min=1),
+    default=None,
+    help=(
+        "Most /api/v1 requests in flight at once; past it requests are answered 429 with "
+        "Retry-After, unprocessed. Default: no limit."
+    ),
+)
+@click.option(
     "--fault-seed",
     type=int,
     default=None,

@@ -56,6 +56,14 @@ class FaultKnobs(BaseModel):
         0.0, ge=0, description="Time a deployment spends in each of pending and deploying."
     )
     fault_seed: int | None = Field(None, description="Seed for the random faults.")
+    max_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Most /api/v1 requests in flight at once; past it a request is answered 429 "
+            "with Retry-After, unprocessed. Default: no limit."
+        ),
+    )
 
 
 class FaultPatch(BaseModel):
@@ -73,6 +81,7 @@ class FaultPatch(BaseModel):
     page_size_cap: int | None = None
     deploy_step_s: float | None = None
     fault_seed: int | None = None
+    max_in_flight: int | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,8 @@ class FaultMiddleware:
     def __init__(self, app: ASGIApp, state: FaultState) -> None:
         self.app = app
         self.state = state
+        # Requests between arrival and answer; one event loop runs them all.
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope["path"]).startswith(API_PREFIX):
@@ -139,6 +150,22 @@ class FaultMiddleware:
         method = str(scope["method"])
         path = str(scope["path"])
         knobs = self.state.knobs
+        if knobs.max_in_flight is not None and self.in_flight >= knobs.max_in_flight:
+            # An overloaded server's answer still takes a round trip to arrive.
+            if knobs.latency_ms > 0:
+                await asyncio.sleep(knobs.latency_ms / 1000)
+            await self._refuse(send, 429, "Too many requests in flight", knobs.retry_after_s)
+            self.state.record(RequestLogEntry(method, path, 429))
+            return
+        self.in_flight += 1
+        try:
+            await self._handle(scope, receive, send, method, path, knobs)
+        finally:
+            self.in_flight -= 1
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, method: str, path: str, knobs: FaultKnobs
+    ) -> None:
         if knobs.latency_ms > 0:
             await asyncio.sleep(knobs.latency_ms / 1000)
         # Refused requests are answered before the app sees them: no side effect.

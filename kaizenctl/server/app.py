@@ -3,6 +3,10 @@
 No ``from __future__ import annotations`` here: FastAPI reads the route
 signatures at run time, and some annotations name aliases local to create_app.
 
+Agents, pipelines and policies are declared in ``kaizenctl.server.resources``
+and served by one generic router (``kaizenctl.server.crud``); this module adds
+auth, agent versions, pipeline graphs, deployments and the admin endpoints.
+
 Endpoints are synchronous and each runs its whole work inside one
 ``Database.transaction()``: the lock makes requests serial, the transaction
 makes each all-or-nothing. Every query is scoped to the caller's organization,
@@ -10,31 +14,47 @@ so another organization's id is simply "not found".
 """
 
 import json
-import math
 import secrets
 import sqlite3
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Body as BodyParam
-from fastapi import Depends, FastAPI, Form, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, Form, HTTPException, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.types import ASGIApp
 
-from kaizenctl.api.models import DeploymentStatus, Effect, Environment, PipelineStatus, Provider
+from kaizenctl.api.models import DeploymentStatus, Environment
 from kaizenctl.server import auth, schemas
+from kaizenctl.server.crud import (
+    API,
+    E401,
+    E404,
+    E409,
+    E409_ONLY,
+    ListQuery,
+    Loc,
+    TimeSort,
+    add_named_routes,
+    conflict,
+    dumps,
+    from_row,
+    invalid,
+    list_page,
+    list_query,
+    new_id,
+    not_found,
+)
 from kaizenctl.server.db import Database
 from kaizenctl.server.faults import FaultMiddleware, FaultPatch, FaultState
 from kaizenctl.server.lifecycle import ENVIRONMENT_ORDER, LIVE_STATUSES, advance, iso, log
+from kaizenctl.server.resources import AGENTS, NAMED_RESOURCES, PIPELINES
 
-API = "/api/v1"
 FAILURE_FLAG = "simulate_deploy_failure"
-Loc = Sequence[str | int]
 
 
 @dataclass
@@ -55,215 +75,25 @@ class ServerState:
             self.secret = auth.signing_secret(conn)
 
 
-# ---- small helpers ----
+# ---- rows as JSON ----
 
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def not_found(kind: str) -> HTTPException:
-    return HTTPException(status_code=404, detail=f"{kind} not found")
-
-
-def conflict(message: str) -> HTTPException:
-    return HTTPException(status_code=409, detail=message)
-
-
-def invalid(errors: list[tuple[Loc, str]]) -> RequestValidationError:
-    """A 422 in FastAPI's own shape, for rules a schema cannot express."""
-    return RequestValidationError(
-        [{"loc": list(loc), "msg": msg, "type": "value_error"} for loc, msg in errors]
-    )
-
-
-def patch_changes(body: schemas.Patch) -> dict[str, Any]:
-    """The fields a PATCH sets; ``null`` on a non-nullable field is a 422."""
-    nulls = body.null_fields()
-    if nulls:
-        raise invalid([(("body", name), "may not be null") for name in nulls])
-    return body.model_dump(exclude_unset=True)
-
-
-def dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _agent(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "description": row["description"],
-        "system_prompt": row["system_prompt"],
-        "provider": row["provider"],
-        "model": row["model"],
-        "temperature": row["temperature"],
-        "max_tokens": row["max_tokens"],
-        "tools": json.loads(row["tools"]),
-        "is_active": bool(row["is_active"]),
-        "organization_id": row["organization_id"],
-        "created_by_id": row["created_by_id"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-    }
-
-
-def _pipeline(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "description": row["description"],
-        "status": row["status"],
-        "pattern": row["pattern"],
-        "config": json.loads(row["config"]),
-        "version": row["version"],
-        "organization_id": row["organization_id"],
-        "created_by_id": row["created_by_id"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-    }
+JSON_TEXT = (dumps, json.loads)
 
 
 def _node(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "pipeline_id": row["pipeline_id"],
-        "node_type": row["node_type"],
-        "agent_id": row["agent_id"],
-        "config": json.loads(row["config"]),
-        "position_x": row["position_x"],
-        "position_y": row["position_y"],
-    }
+    return from_row(row, schemas.NodeOut, {"config": JSON_TEXT})
 
 
 def _connection(row: sqlite3.Row) -> dict[str, Any]:
-    return {key: row[key] for key in schemas.ConnectionOut.model_fields}
+    return from_row(row, schemas.ConnectionOut, {})
 
 
 def _deployment(row: sqlite3.Row) -> dict[str, Any]:
-    result = {key: row[key] for key in schemas.DeploymentOut.model_fields if key != "config"}
-    result["config"] = json.loads(row["config"])
-    return result
-
-
-def _policy(row: sqlite3.Row) -> dict[str, Any]:
-    result = {key: row[key] for key in schemas.PolicyOut.model_fields}
-    result["actions"] = json.loads(row["actions"])
-    result["conditions"] = json.loads(row["conditions"])
-    return result
+    return from_row(row, schemas.DeploymentOut, {"config": JSON_TEXT})
 
 
 def _user(row: sqlite3.Row) -> dict[str, Any]:
-    result = {key: row[key] for key in schemas.UserOut.model_fields}
-    result["is_active"] = bool(row["is_active"])
-    return result
-
-
-@dataclass(frozen=True)
-class ListQuery:
-    """The common list parameters, already validated."""
-
-    page: int
-    page_size: int
-    search: str | None
-    sort_by: str | None
-    sort_order: str
-
-
-def list_page(
-    conn: sqlite3.Connection,
-    table: str,
-    org_id: str,
-    query: ListQuery,
-    filters: dict[str, object],
-    convert: Callable[[sqlite3.Row], dict[str, Any]],
-    cap: int | None,
-    searchable: bool = True,
-) -> dict[str, Any]:
-    """One page of an organization's rows of ``table``, as CONTRACT "Lists" says."""
-    where = ["organization_id = ?"]
-    params: list[object] = [org_id]
-    for column, value in filters.items():
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if query.search and searchable:
-        where.append("instr(casefold(name), ?) > 0")
-        params.append(query.search.casefold())
-    clause = " AND ".join(where)
-    total = int(conn.execute(f"SELECT count(*) FROM {table} WHERE {clause}", params).fetchone()[0])
-    size = min(query.page_size, cap) if cap else query.page_size
-    direction = "DESC" if query.sort_order == "desc" else "ASC"
-    order = query.sort_by or "created_at"
-    # Clip the offset in Python: a huge page number must answer an empty page, not overflow.
-    offset = min((query.page - 1) * size, total)
-    rows = conn.execute(
-        f"SELECT * FROM {table} WHERE {clause} ORDER BY {order} {direction}, id {direction} "
-        "LIMIT ? OFFSET ?",
-        [*params, size, offset],
-    ).fetchall()
-    return {
-        "items": [convert(row) for row in rows],
-        "total": total,
-        "page": query.page,
-        "page_size": size,
-        "total_pages": math.ceil(total / size) if total else 0,
-    }
-
-
-def list_query(
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-    search: Annotated[str | None, Query(max_length=256)] = None,
-    sort_order: Annotated[Literal["asc", "desc"], Query()] = "asc",
-) -> dict[str, Any]:
-    return {"page": page, "page_size": page_size, "search": search, "sort_order": sort_order}
-
-
-NamedSort = Literal["name", "created_at", "updated_at"]
-TimeSort = Literal["created_at", "updated_at"]
-
-E401: dict[int | str, dict[str, Any]] = {401: {"model": schemas.ErrorOut}}
-E404: dict[int | str, dict[str, Any]] = {**E401, 404: {"model": schemas.ErrorOut}}
-E409: dict[int | str, dict[str, Any]] = {**E404, 409: {"model": schemas.ErrorOut}}
-E409_ONLY: dict[int | str, dict[str, Any]] = {**E401, 409: {"model": schemas.ErrorOut}}
-
-
-def write_patch(
-    conn: sqlite3.Connection,
-    table: str,
-    org_id: str,
-    row_id: str,
-    current: dict[str, Any],
-    changes: dict[str, Any],
-    *,
-    encode: dict[str, Callable[[Any], Any]] | None = None,
-    bump_version: bool = False,
-) -> bool:
-    """Store the PATCHed fields that differ from ``current``; False when none do (a no-op)."""
-    changed = {k: v for k, v in changes.items() if current[k] != v}
-    if not changed:
-        return False
-    if "name" in changed:
-        _unique_name(conn, table, org_id, changed["name"], row_id)
-    for column, to_column in (encode or {}).items():
-        if column in changed:
-            changed[column] = to_column(changed[column])
-    changed["updated_at"] = iso()
-    if bump_version:
-        changed["version"] = current["version"] + 1
-    assignments = ", ".join(f"{column} = ?" for column in changed)
-    conn.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", [*changed.values(), row_id])
-    return True
-
-
-def _unique_name(conn: sqlite3.Connection, table: str, org_id: str, name: str, own_id: str) -> None:
-    row = conn.execute(
-        f"SELECT id FROM {table} WHERE organization_id = ? AND name = ? AND id != ?",
-        (org_id, name, own_id),
-    ).fetchone()
-    if row is not None:
-        raise conflict(f"a {table[:-1]} named {name!r} already exists")
+    return from_row(row, schemas.UserOut, {"is_active": (int, bool)})
 
 
 def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
@@ -366,126 +196,19 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
                 raise HTTPException(401, "Unknown user")
             return _user(row)
 
-    # ---- agents ----
+    # ---- agents, pipelines, policies: one generic router ----
 
-    def get_agent(conn: sqlite3.Connection, caller: auth.Principal, agent_id: str) -> sqlite3.Row:
-        row = conn.execute(
-            "SELECT * FROM agents WHERE id = ? AND organization_id = ?",
-            (agent_id, caller.organization_id),
-        ).fetchone()
-        if not isinstance(row, sqlite3.Row):
-            raise not_found("Agent")
-        return row
+    for resource in NAMED_RESOURCES:
+        add_named_routes(
+            app,
+            resource,
+            db=db,
+            principal=principal,
+            page_size_cap=lambda: state.faults.knobs.page_size_cap,
+            clock=state.clock,
+        )
 
-    @app.get(
-        f"{API}/agents",
-        response_model=schemas.Page[schemas.AgentOut],
-        tags=["agents"],
-        responses=E401,
-    )
-    def list_agents(
-        caller: Caller,
-        lists: Lists,
-        sort_by: NamedSort | None = None,
-        status: Literal["active", "inactive", "draft"] | None = None,
-        provider: Provider | None = None,
-    ) -> dict[str, Any]:
-        query = ListQuery(sort_by=sort_by, **lists)
-        filters: dict[str, object] = {"provider": provider}
-        if status == "draft":
-            # Accepted for the seed's sake; no agent is ever a draft.
-            filters["1"] = 0
-        elif status is not None:
-            filters["is_active"] = 1 if status == "active" else 0
-        with db.transaction() as conn:
-            return list_page(
-                conn,
-                "agents",
-                caller.organization_id,
-                query,
-                filters,
-                _agent,
-                state.faults.knobs.page_size_cap,
-            )
-
-    @app.post(
-        f"{API}/agents",
-        status_code=201,
-        response_model=schemas.AgentOut,
-        tags=["agents"],
-        responses=E409_ONLY,
-    )
-    def create_agent(caller: Caller, body: schemas.AgentCreate) -> dict[str, Any]:
-        with db.transaction() as conn:
-            _unique_name(conn, "agents", caller.organization_id, body.name, "")
-            agent_id, now = new_id(), iso()
-            conn.execute(
-                "INSERT INTO agents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    agent_id,
-                    caller.organization_id,
-                    body.name,
-                    body.description,
-                    body.system_prompt,
-                    body.provider,
-                    body.model,
-                    body.temperature,
-                    body.max_tokens,
-                    dumps(body.tools),
-                    int(body.is_active),
-                    caller.user_id,
-                    now,
-                    now,
-                ),
-            )
-            return _agent(get_agent(conn, caller, agent_id))
-
-    @app.get(
-        f"{API}/agents/{{agent_id}}",
-        response_model=schemas.AgentOut,
-        tags=["agents"],
-        responses=E404,
-    )
-    def read_agent(caller: Caller, agent_id: str) -> dict[str, Any]:
-        with db.transaction() as conn:
-            return _agent(get_agent(conn, caller, agent_id))
-
-    @app.patch(
-        f"{API}/agents/{{agent_id}}",
-        response_model=schemas.AgentOut,
-        tags=["agents"],
-        responses=E409,
-    )
-    def patch_agent(caller: Caller, agent_id: str, body: schemas.AgentPatch) -> dict[str, Any]:
-        changes = patch_changes(body)
-        with db.transaction() as conn:
-            current = _agent(get_agent(conn, caller, agent_id))
-            if not write_patch(
-                conn,
-                "agents",
-                caller.organization_id,
-                agent_id,
-                current,
-                changes,
-                encode={"tools": dumps, "is_active": int},
-            ):
-                return current
-            return _agent(get_agent(conn, caller, agent_id))
-
-    @app.delete(f"{API}/agents/{{agent_id}}", status_code=204, tags=["agents"], responses=E409)
-    def delete_agent(caller: Caller, agent_id: str) -> Response:
-        with db.transaction() as conn:
-            get_agent(conn, caller, agent_id)
-            used = conn.execute(
-                "SELECT p.name FROM nodes n JOIN pipelines p ON p.id = n.pipeline_id "
-                "WHERE n.agent_id = ? LIMIT 1",
-                (agent_id,),
-            ).fetchone()
-            if used is not None:
-                raise conflict(f"agent is used by a node of pipeline {used['name']!r}")
-            conn.execute("DELETE FROM agent_versions WHERE agent_id = ?", (agent_id,))
-            conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
-        return Response(status_code=204)
+    # ---- agent versions ----
 
     def _version(row: sqlite3.Row) -> dict[str, Any]:
         result = {key: row[key] for key in schemas.AgentVersionOut.model_fields}
@@ -500,7 +223,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
     )
     def list_agent_versions(caller: Caller, agent_id: str) -> list[dict[str, Any]]:
         with db.transaction() as conn:
-            get_agent(conn, caller, agent_id)
+            AGENTS.get(conn, caller, agent_id)
             rows = conn.execute(
                 "SELECT * FROM agent_versions WHERE agent_id = ? ORDER BY version DESC", (agent_id,)
             ).fetchall()
@@ -515,7 +238,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
     )
     def create_agent_version(caller: Caller, agent_id: str) -> dict[str, Any]:
         with db.transaction() as conn:
-            agent = _agent(get_agent(conn, caller, agent_id))
+            agent = AGENTS.to_json(AGENTS.get(conn, caller, agent_id))
             snapshot = {k: agent[k] for k in schemas.AgentCreate.model_fields}
             number = conn.execute(
                 "SELECT coalesce(max(version), 0) + 1 FROM agent_versions WHERE agent_id = ?",
@@ -531,147 +254,30 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
             ).fetchone()
             return _version(row)
 
-    # ---- pipelines ----
+    # ---- pipeline graphs ----
 
-    def get_pipeline(
-        conn: sqlite3.Connection, caller: auth.Principal, pipeline_id: str
-    ) -> sqlite3.Row:
-        row = conn.execute(
-            "SELECT * FROM pipelines WHERE id = ? AND organization_id = ?",
-            (pipeline_id, caller.organization_id),
-        ).fetchone()
-        if not isinstance(row, sqlite3.Row):
-            raise not_found("Pipeline")
-        return row
+    def graph_part(
+        table: str, convert: Callable[[sqlite3.Row], dict[str, Any]]
+    ) -> Callable[..., list[dict[str, Any]]]:
+        def list_part(caller: Caller, pipeline_id: str) -> list[dict[str, Any]]:
+            with db.transaction() as conn:
+                PIPELINES.get(conn, caller, pipeline_id)
+                rows = conn.execute(f"SELECT * FROM {table} WHERE pipeline_id = ?", (pipeline_id,))
+                return [convert(row) for row in rows]
 
-    @app.get(
-        f"{API}/pipelines",
-        response_model=schemas.Page[schemas.PipelineOut],
-        tags=["pipelines"],
-        responses=E401,
-    )
-    def list_pipelines(
-        caller: Caller,
-        lists: Lists,
-        sort_by: NamedSort | None = None,
-        status: PipelineStatus | None = None,
-    ) -> dict[str, Any]:
-        query = ListQuery(sort_by=sort_by, **lists)
-        with db.transaction() as conn:
-            return list_page(
-                conn,
-                "pipelines",
-                caller.organization_id,
-                query,
-                {"status": status},
-                _pipeline,
-                state.faults.knobs.page_size_cap,
-            )
+        return list_part
 
-    @app.post(
-        f"{API}/pipelines",
-        status_code=201,
-        response_model=schemas.PipelineOut,
-        tags=["pipelines"],
-        responses=E409_ONLY,
-    )
-    def create_pipeline(caller: Caller, body: schemas.PipelineCreate) -> dict[str, Any]:
-        with db.transaction() as conn:
-            _unique_name(conn, "pipelines", caller.organization_id, body.name, "")
-            pipeline_id, now = new_id(), iso()
-            conn.execute(
-                "INSERT INTO pipelines VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
-                (
-                    pipeline_id,
-                    caller.organization_id,
-                    body.name,
-                    body.description,
-                    body.status,
-                    body.pattern,
-                    dumps(body.config),
-                    caller.user_id,
-                    now,
-                    now,
-                ),
-            )
-            return _pipeline(get_pipeline(conn, caller, pipeline_id))
-
-    @app.get(
-        f"{API}/pipelines/{{pipeline_id}}",
-        response_model=schemas.PipelineOut,
-        tags=["pipelines"],
-        responses=E404,
-    )
-    def read_pipeline(caller: Caller, pipeline_id: str) -> dict[str, Any]:
-        with db.transaction() as conn:
-            return _pipeline(get_pipeline(conn, caller, pipeline_id))
-
-    @app.patch(
-        f"{API}/pipelines/{{pipeline_id}}",
-        response_model=schemas.PipelineOut,
-        tags=["pipelines"],
-        responses=E409,
-    )
-    def patch_pipeline(
-        caller: Caller, pipeline_id: str, body: schemas.PipelinePatch
-    ) -> dict[str, Any]:
-        changes = patch_changes(body)
-        with db.transaction() as conn:
-            current = _pipeline(get_pipeline(conn, caller, pipeline_id))
-            if not write_patch(
-                conn,
-                "pipelines",
-                caller.organization_id,
-                pipeline_id,
-                current,
-                changes,
-                encode={"config": dumps},
-                bump_version=True,
-            ):
-                return current  # a no-op PATCH leaves version alone
-            return _pipeline(get_pipeline(conn, caller, pipeline_id))
-
-    @app.delete(
-        f"{API}/pipelines/{{pipeline_id}}", status_code=204, tags=["pipelines"], responses=E409
-    )
-    def delete_pipeline(caller: Caller, pipeline_id: str) -> Response:
-        with db.transaction() as conn:
-            get_pipeline(conn, caller, pipeline_id)
-            advance(conn, state.clock())
-            live = conn.execute(
-                "SELECT count(*) FROM deployments WHERE pipeline_id = ? AND status IN (?, ?, ?)",
-                (pipeline_id, *LIVE_STATUSES),
-            ).fetchone()[0]
-            if live:
-                raise conflict("pipeline has a pending, deploying or active deployment")
-            conn.execute("DELETE FROM nodes WHERE pipeline_id = ?", (pipeline_id,))
-            conn.execute("DELETE FROM connections WHERE pipeline_id = ?", (pipeline_id,))
-            conn.execute("DELETE FROM pipelines WHERE id = ?", (pipeline_id,))
-        return Response(status_code=204)
-
-    @app.get(
-        f"{API}/pipelines/{{pipeline_id}}/nodes",
-        response_model=list[schemas.NodeOut],
-        tags=["pipelines"],
-        responses=E404,
-    )
-    def list_nodes(caller: Caller, pipeline_id: str) -> list[dict[str, Any]]:
-        with db.transaction() as conn:
-            get_pipeline(conn, caller, pipeline_id)
-            rows = conn.execute("SELECT * FROM nodes WHERE pipeline_id = ?", (pipeline_id,))
-            return [_node(row) for row in rows]
-
-    @app.get(
-        f"{API}/pipelines/{{pipeline_id}}/connections",
-        response_model=list[schemas.ConnectionOut],
-        tags=["pipelines"],
-        responses=E404,
-    )
-    def list_connections(caller: Caller, pipeline_id: str) -> list[dict[str, Any]]:
-        with db.transaction() as conn:
-            get_pipeline(conn, caller, pipeline_id)
-            rows = conn.execute("SELECT * FROM connections WHERE pipeline_id = ?", (pipeline_id,))
-            return [_connection(row) for row in rows]
+    for part, model, convert in (
+        ("nodes", schemas.NodeOut, _node),
+        ("connections", schemas.ConnectionOut, _connection),
+    ):
+        app.get(
+            f"{API}/pipelines/{{pipeline_id}}/{part}",
+            response_model=list[model],  # type: ignore[valid-type]
+            tags=["pipelines"],
+            responses=E404,
+            name=f"list_{part}",
+        )(graph_part(part, convert))
 
     @app.put(
         f"{API}/pipelines/{{pipeline_id}}/nodes",
@@ -681,7 +287,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
     )
     def put_graph(caller: Caller, pipeline_id: str, body: schemas.GraphIn) -> Response:
         with db.transaction() as conn:
-            pipeline = get_pipeline(conn, caller, pipeline_id)
+            pipeline = PIPELINES.get(conn, caller, pipeline_id)
             check_graph(conn, caller, body)
             old_nodes = [
                 _node(r)
@@ -993,7 +599,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
                 raise conflict(
                     f"cannot promote from {source['environment']} to {body.target_environment}"
                 )
-            pipeline = get_pipeline(conn, caller, source["pipeline_id"])
+            pipeline = PIPELINES.get(conn, caller, source["pipeline_id"])
             return start_deployment(
                 conn,
                 caller,
@@ -1018,7 +624,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
             if source["status"] != "active" or source["replaced_id"] is None:
                 raise conflict("rollback needs an active deployment that replaced another")
             replaced = get_deployment(conn, caller, source["replaced_id"])
-            pipeline = get_pipeline(conn, caller, source["pipeline_id"])
+            pipeline = PIPELINES.get(conn, caller, source["pipeline_id"])
             return start_deployment(
                 conn,
                 caller,
@@ -1028,110 +634,6 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
                 json.loads(replaced["config"]),
                 f"Rollback of deployment {deployment_id}",
             )
-
-    # ---- policies ----
-
-    def get_policy(conn: sqlite3.Connection, caller: auth.Principal, policy_id: str) -> sqlite3.Row:
-        row = conn.execute(
-            "SELECT * FROM policies WHERE id = ? AND organization_id = ?",
-            (policy_id, caller.organization_id),
-        ).fetchone()
-        if not isinstance(row, sqlite3.Row):
-            raise not_found("Policy")
-        return row
-
-    @app.get(
-        f"{API}/policies",
-        response_model=schemas.Page[schemas.PolicyOut],
-        tags=["policies"],
-        responses=E401,
-    )
-    def list_policies(
-        caller: Caller,
-        lists: Lists,
-        sort_by: NamedSort | None = None,
-        effect: Effect | None = None,
-        resource_type: str | None = None,
-    ) -> dict[str, Any]:
-        query = ListQuery(sort_by=sort_by, **lists)
-        with db.transaction() as conn:
-            return list_page(
-                conn,
-                "policies",
-                caller.organization_id,
-                query,
-                {"effect": effect, "resource_type": resource_type},
-                _policy,
-                state.faults.knobs.page_size_cap,
-            )
-
-    @app.post(
-        f"{API}/policies",
-        status_code=201,
-        response_model=schemas.PolicyOut,
-        tags=["policies"],
-        responses=E409_ONLY,
-    )
-    def create_policy(caller: Caller, body: schemas.PolicyCreate) -> dict[str, Any]:
-        with db.transaction() as conn:
-            _unique_name(conn, "policies", caller.organization_id, body.name, "")
-            policy_id, now = new_id(), iso()
-            conn.execute(
-                "INSERT INTO policies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    policy_id,
-                    caller.organization_id,
-                    body.name,
-                    body.description,
-                    body.effect,
-                    body.resource_type,
-                    dumps(body.actions),
-                    dumps([c.model_dump() for c in body.conditions]),
-                    caller.user_id,
-                    now,
-                    now,
-                ),
-            )
-            return _policy(get_policy(conn, caller, policy_id))
-
-    @app.get(
-        f"{API}/policies/{{policy_id}}",
-        response_model=schemas.PolicyOut,
-        tags=["policies"],
-        responses=E404,
-    )
-    def read_policy(caller: Caller, policy_id: str) -> dict[str, Any]:
-        with db.transaction() as conn:
-            return _policy(get_policy(conn, caller, policy_id))
-
-    @app.patch(
-        f"{API}/policies/{{policy_id}}",
-        response_model=schemas.PolicyOut,
-        tags=["policies"],
-        responses=E409,
-    )
-    def patch_policy(caller: Caller, policy_id: str, body: schemas.PolicyPatch) -> dict[str, Any]:
-        changes = patch_changes(body)
-        with db.transaction() as conn:
-            current = _policy(get_policy(conn, caller, policy_id))
-            if not write_patch(
-                conn,
-                "policies",
-                caller.organization_id,
-                policy_id,
-                current,
-                changes,
-                encode={"actions": dumps, "conditions": dumps},
-            ):
-                return current
-            return _policy(get_policy(conn, caller, policy_id))
-
-    @app.delete(f"{API}/policies/{{policy_id}}", status_code=204, tags=["policies"], responses=E404)
-    def delete_policy(caller: Caller, policy_id: str) -> Response:
-        with db.transaction() as conn:
-            get_policy(conn, caller, policy_id)
-            conn.execute("DELETE FROM policies WHERE id = ?", (policy_id,))
-        return Response(status_code=204)
 
     if admin:
         add_admin_routes(app, state)

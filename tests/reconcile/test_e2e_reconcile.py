@@ -35,14 +35,33 @@ def test_apply_from_empty_creates_everything_and_a_second_plan_has_no_changes(
     assert again.unmanaged == ()
 
 
-def test_apply_orders_agents_before_graphs_before_deployments(kaizen: Kaizen) -> None:
+def test_apply_writes_each_graph_after_its_agents_and_deploys_after_graphs(
+    kaizen: Kaizen,
+) -> None:
     kaizen.apply()
 
     writes = _writes(kaizen)
     first_graph = next(i for i, (m, p) in enumerate(writes) if m == "PUT")
-    last_agent_create = max(i for i, (m, p) in enumerate(writes) if p == "/api/v1/agents")
     first_deploy = next(i for i, (m, p) in enumerate(writes) if p.startswith("/api/v1/deployments"))
-    assert last_agent_create < first_graph < first_deploy
+    assert first_graph < first_deploy
+
+    # A graph waits for the agents it names, not for every agent: compare what the
+    # server stamped (one clock, microseconds, writes serialised by its lock).
+    async def read(api: KaizenApi) -> list[tuple[list[str], str, list[str]]]:
+        agents = {a.id: a for a in await api.agents.list_all()}
+        deployments = await api.deployments.list_all()
+        rows = []
+        for pipeline in await api.pipelines.list_all():
+            nodes = await api.pipelines.get_nodes(pipeline.id)
+            used = [agents[n.agent_id].created_at for n in nodes if n.agent_id]
+            runs = [d.created_at for d in deployments if d.pipeline_id == pipeline.id]
+            rows.append((used, pipeline.updated_at, runs))
+        return rows
+
+    for agents_created, graph_written, deployed in kaizen.with_api(read):
+        assert agents_created
+        assert deployed
+        assert max(agents_created) < graph_written < min(deployed)
 
 
 def test_an_edited_field_is_planned_as_exactly_that_field(kaizen: Kaizen) -> None:

@@ -18,8 +18,12 @@ live holder of a reference to it has let go (been deleted, or rewritten the
 field). A kind with no ``service`` (``Deployment``) is a slot kind: its own
 stage code plans and runs deploy, promote, rollback and undeploy.
 
-Adding a named kind is its spec model, its entry here, its service in each
-dialect that serves it (and on ``KaizenApi``), and its tests.
+Adding a named kind is: its spec model (``manifests/models.py``, with the
+``Spec`` union there), its entry here, its API model and service in each
+dialect that serves it (``api/models.py``, the dialect module, a property on
+``KaizenApi``), its regenerated JSON Schemas (``schemas/``), and its tests.
+The stages themselves do not change. Graph kinds and slot kinds are served by
+the code that ``graph`` and ``service=None`` select.
 """
 
 from __future__ import annotations

@@ -15,15 +15,19 @@ Order is derived, never written by hand (Kong decK's ``pkg/diff/order.go``):
 single actions the same references give the edges: a write of a reference
 waits for the referenced resource's writes, and a delete waits until every
 live holder of a reference to it has let go (been deleted, or rewritten the
-field). A kind with no ``service`` (``Deployment``) is a slot kind: its own
-stage code plans and runs deploy, promote, rollback and undeploy.
+field). A kind with no ``service`` is planned and run by its own stage code:
+``Deployment`` (deploy, promote, rollback, undeploy: ``reconcile.diff`` and
+``reconcile.apply``; agents on gateways: ``reconcile.rollout``) and ``Gateway``
+(``reconcile.rollout``).
 
 Adding a named kind is: its spec model (``manifests/models.py``, with the
 ``Spec`` union there), its entry here, its API model and service in each
 dialect that serves it (``api/models.py``, the dialect module, a property on
 ``KaizenApi``), its regenerated JSON Schemas (``schemas/``), and its tests.
-The stages themselves do not change. Graph kinds and slot kinds are served by
-the code that ``graph`` and ``service=None`` select.
+The stages themselves do not change (``tests/reconcile/test_new_kind.py`` runs
+a test-only kind through all of them). A kind with a graph, or one without a
+named service, also needs the stage code that ``graph`` / ``service=None``
+select.
 """
 
 from __future__ import annotations

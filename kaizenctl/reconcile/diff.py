@@ -282,26 +282,21 @@ class _Builder:
                     self.unmanaged.append(Unmanaged(kind=kind, name=name, live_id=have.live_id))
 
     def _object(self, info: KindInfo, want: ObjectState, have: ObjectState | None) -> None:
-        kind = info.kind
         resource = want.resource
         sensitive = resource.sensitive_paths if resource else frozenset()
         # A graph names agents; they must exist (created or kept) before it is written.
         depends = _waits_for(info, resource, "replace-graph")
         if have is None:
-            create = Action(
-                id=action_id("create", kind, want.name),
-                verb="create",
-                kind=kind,
-                name=want.name,
-                summary=f"create {kind}/{want.name}",
+            create = _write(
+                "create",
+                want,
                 # A field left unset (None) is no change to a resource that does not exist yet.
-                changes=tuple(
+                [
                     FieldChange(field=k, after=v, sensitive=_is_sensitive(k, sensitive))
                     for k, v in want.fields.items()
                     if v is not None
-                ),
-                payload={"fields": {"name": want.name, **want.fields}},
-                source=_source(resource),
+                ],
+                {"fields": {"name": want.name, **want.fields}},
             )
             self.add(create)
             version = 1
@@ -315,16 +310,12 @@ class _Builder:
 
         changes = field_changes(want.fields, have.fields, sensitive)
         if changes:
-            update = Action(
-                id=action_id("update", kind, want.name),
-                verb="update",
-                kind=kind,
-                name=want.name,
-                summary=f"update {kind}/{want.name}",
-                changes=tuple(changes),
+            update = _write(
+                "update",
+                want,
+                changes,
+                {"changes": {c.field: c.after for c in changes}},
                 live_id=have.live_id,
-                payload={"changes": {c.field: c.after for c in changes}},
-                source=_source(resource),
             )
             self.add(update)
         version = have.version or 1
@@ -698,6 +689,27 @@ class _Builder:
                 if spec.promote_from is not None:
                     stack.append(f"Deployment/{spec.pipeline}/{spec.promote_from}")
         return frozenset(closure)
+
+
+def _write(
+    verb: Verb,
+    want: ObjectState,
+    changes: list[FieldChange],
+    payload: dict[str, Any],
+    live_id: str | None = None,
+) -> Action:
+    """A create or update of a resource of a named kind."""
+    return Action(
+        id=action_id(verb, want.kind, want.name),
+        verb=verb,
+        kind=want.kind,
+        name=want.name,
+        summary=f"{verb} {want.kind}/{want.name}",
+        changes=tuple(changes),
+        live_id=live_id,
+        payload=payload,
+        source=_source(want.resource),
+    )
 
 
 def _waits_for(info: KindInfo, resource: Resource | None, verb: str) -> list[str]:

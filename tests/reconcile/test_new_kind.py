@@ -114,8 +114,8 @@ def test_a_registered_kind_is_loaded_planned_applied_fingerprinted_and_exported(
 
     live = asyncio.run(fetch_live(api))
     assert list(live_fingerprints(live)) == ["Widget/gear"]
-    documents, warnings = export_documents(live)
-    assert warnings == []
+    documents, exported = export_documents(live)
+    assert exported.warnings == []
     assert documents == {
         Path("widgets/gear.yaml"): {
             "apiVersion": "kaizen.io/v1",

@@ -10,8 +10,10 @@ the only place that still knows whether a scalar was written plain or quoted.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -354,8 +356,35 @@ class _DocumentBuilder:
         return text
 
 
+def _why_unreadable(path: str) -> str | None:
+    """Why ``path`` cannot be read as a manifest file; None when it is a regular file.
+
+    Skipping such a file quietly would drop what it describes from the desired
+    state, and ``apply --prune`` would then delete it live.
+    """
+    try:
+        mode = os.stat(path).st_mode  # follows symlinks
+    except OSError as error:
+        if os.path.islink(path):
+            if error.errno == errno.ELOOP:
+                return "a symlink loop"
+            return f"a broken symlink (to {os.readlink(path)})"
+        return str(error.strerror)
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "not a regular file"
+
+
 def expand_paths(paths: Sequence[str]) -> tuple[list[str], list[SourceProblem]]:
-    """Files to read, in order: folders recursively and sorted, ``-`` for stdin, each once."""
+    """Files to read, in order: folders recursively and sorted, ``-`` for stdin, each once.
+
+    Anything named like a manifest that is not a readable regular file (a broken
+    symlink, a symlink loop, a FIFO, a folder) is a problem naming it, never skipped.
+    """
     files: list[str] = []
     problems: list[SourceProblem] = []
     seen: set[str] = set()
@@ -365,24 +394,34 @@ def expand_paths(paths: Sequence[str]) -> tuple[list[str], list[SourceProblem]]:
             seen.add(key)
             files.append(name)
 
+    def refuse(name: str, why: str) -> None:
+        problems.append(SourceProblem(None, "", f"{name}: cannot be read as a manifest: {why}"))
+
     for path in paths:
         if path == "-":
             add("-", "-")
         elif os.path.isdir(path):
-            found = sorted(
+            named = sorted(
                 str(candidate)
                 for candidate in Path(path).rglob("*")
                 if candidate.suffix in YAML_SUFFIXES
-                and candidate.is_file()
                 # Hidden folders (.git, .github) hold other tools' YAML, not manifests.
                 and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
             )
-            if not found:
+            if not named:
                 problems.append(SourceProblem(None, "", f"{path}: no *.yaml or *.yml files"))
-            for name in found:
-                add(name, os.path.realpath(name))
-        elif os.path.exists(path):
-            add(path, os.path.realpath(path))
+            for name in named:
+                why = _why_unreadable(name)
+                if why is None:
+                    add(name, os.path.realpath(name))
+                else:
+                    refuse(name, why)
+        elif os.path.lexists(path):
+            why = _why_unreadable(path)
+            if why is None:
+                add(path, os.path.realpath(path))
+            else:
+                refuse(path, why)
         else:
             problems.append(SourceProblem(None, "", f"{path}: no such file or folder"))
     return files, problems

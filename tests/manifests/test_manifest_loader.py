@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,28 @@ def test_missing_path_and_folder_without_manifests_are_problems(tmp_path: Path) 
     assert problems_of([missing, str(tmp_path)], environ={}) == [
         f"{missing}: no such file or folder",
         f"{tmp_path}: no *.yaml or *.yml files",
+    ]
+
+
+def test_files_named_like_manifests_that_cannot_be_read_are_problems_not_skipped(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "kept.yaml").write_text(AGENT.format(name="kept"))
+    (tmp_path / "broken.yaml").symlink_to(tmp_path / "gone.yaml")
+    (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "folder.yml").mkdir()
+    (tmp_path / "linked.yaml").symlink_to(tmp_path / "kept.yaml")  # a good symlink is fine
+    assert problems_of([str(tmp_path)], environ={}) == [
+        f"{tmp_path}/broken.yaml: cannot be read as a manifest: "
+        f"a broken symlink (to {tmp_path}/gone.yaml)",
+        f"{tmp_path}/fifo.yaml: cannot be read as a manifest: a FIFO",
+        f"{tmp_path}/folder.yml: cannot be read as a manifest: a folder",
+        f"{tmp_path}/loop.yaml: cannot be read as a manifest: a symlink loop",
+    ]
+    # Named on the command line, the same: never opened (a FIFO would block).
+    assert problems_of([str(tmp_path / "fifo.yaml")], environ={}) == [
+        f"{tmp_path}/fifo.yaml: cannot be read as a manifest: a FIFO"
     ]
 
 

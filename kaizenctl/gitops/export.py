@@ -326,9 +326,7 @@ def _refuse_outside(out_dir: Path, paths: list[Path]) -> None:
 def _prepare(out_dir: Path, force: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: exists and is not a folder")
-    _refuse_outside(
-        out_dir, [out_dir / folder for folder in (*FOLDERS.values(), DEPLOYMENTS_FOLDER)]
-    )
+    _refuse_outside(out_dir, [out_dir / info.plural for info in KINDS.values()])
     existing = sorted(out_dir.rglob("*.y*ml")) if out_dir.exists() else []
     if existing and not force:
         raise UsageError(

@@ -10,7 +10,9 @@ the only place that still knows whether a scalar was written plain or quoted.
 
 from __future__ import annotations
 
+import datetime
 import errno
+import math
 import os
 import re
 import stat
@@ -163,6 +165,28 @@ class _Refused(Exception):
     """A document passes a safety limit; it is refused whole."""
 
 
+# What a JSON API can take as an integer: the server's 64-bit columns, and every common
+# JSON parser's integers. A 40-digit max_tokens passed validate and failed at the server.
+MAX_INTEGER = 2**63 - 1
+
+
+def unsendable(value: Any) -> str | None:
+    """Why a YAML scalar cannot be sent as JSON, or None. Refused here, at validate, with
+    its line, rather than by the encoder mid-apply after other writes went through."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} cannot be sent: JSON has no NaN or infinity; write a number"
+    if isinstance(value, int) and not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
+        return "integer out of range: an API number must fit in 64 bits"
+    if isinstance(value, datetime.date):
+        return (
+            f"a YAML date or time ({value.isoformat()}) cannot be sent as JSON; "
+            "quote it to send it as text"
+        )
+    return None
+
+
 def _short_tag(tag: str) -> str:
     """A tag as a person writes it: ``!!python/object`` rather than the resolved URI."""
     return "!!" + tag.removeprefix(_YAML_TAG_PREFIX) if tag.startswith(_YAML_TAG_PREFIX) else tag
@@ -291,10 +315,19 @@ class _DocumentBuilder:
             self._problem(location, path, f"unsupported YAML tag '{_short_tag(node.tag)}'")
             return node.value
         try:
-            return _construct_scalar(node.tag, node.value)
+            value = _construct_scalar(node.tag, node.value)
         except ConstructorError as error:
             self._problem(location, path, f"invalid value: {error.problem}")
             return node.value
+        except ValueError:
+            # int() refuses more than sys.int_info.str_digits_check_threshold digits.
+            self._problem(location, path, f"invalid value: a number of {len(node.value):,} digits")
+            return node.value
+        why = unsendable(value)
+        if why is not None:
+            self._problem(location, path, why)
+            return node.value
+        return value
 
     def _substitute(self, node: ScalarNode, path: str, location: SourceLocation) -> Any:
         unset: list[str] = []
@@ -350,9 +383,14 @@ class _DocumentBuilder:
             tag: str = _resolver.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
             if tag != _STR_TAG and tag in _SCALAR_TAGS:
                 try:
-                    return _construct_scalar(tag, text)
-                except ConstructorError:
+                    value = _construct_scalar(tag, text)
+                except (ConstructorError, ValueError):
                     return text
+                why = unsendable(value)
+                if why is not None:
+                    self._problem(location, path, why)
+                    return text
+                return value
         return text
 
 

@@ -95,6 +95,42 @@ def test_files_named_like_manifests_that_cannot_be_read_are_problems_not_skipped
     ]
 
 
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        (".nan", "nan cannot be sent: JSON has no NaN or infinity"),
+        ("-.inf", "-inf cannot be sent: JSON has no NaN or infinity"),
+        ("2024-05-01", "a YAML date or time (2024-05-01) cannot be sent as JSON"),
+        ("2024-05-01 10:00:00", "a YAML date or time (2024-05-01T10:00:00)"),
+        ("9" * 40, "integer out of range: an API number must fit in 64 bits"),
+        ("9" * 100_000, "invalid value: a number of 100,000 digits"),
+    ],
+    ids=["nan", "inf", "date", "datetime", "40-digits", "100000-digits"],
+)
+def test_values_json_cannot_carry_are_refused_where_they_are_written(
+    written: str, message: str
+) -> None:
+    text = (
+        AGENT.format(name="a")
+        + "  max_tokens: 5\n  tools: [t]\n---\n"
+        + (
+            "apiVersion: kaizen.io/v1\nkind: Pipeline\nmetadata: {name: p}\nspec:\n"
+            f"  pattern: sequential\n  config:\n    limit: {written}\n"
+        )
+    )
+    problems = problems_of(["-"], stdin=io.StringIO(text), environ={})
+    assert len(problems) == 1, problems  # the reader's refusal only, not also the model's
+    assert problems[0].startswith("<stdin>:17:12: Pipeline/p: spec.config.limit: " + message)
+
+
+def test_a_substituted_value_json_cannot_carry_is_refused_too() -> None:
+    text = AGENT.format(name="a") + "  max_tokens: ${MAX_TOKENS}\n"
+    problems = problems_of(["-"], stdin=io.StringIO(text), environ={"MAX_TOKENS": "9" * 40})
+    assert len(problems) == 1, problems
+    assert "<stdin>:8:15: Agent/a: spec.max_tokens: integer out of range" in problems[0]
+    assert "9" * 40 not in problems[0]  # and the value, a substituted one, is not shown
+
+
 def test_resources_remember_where_each_value_is(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(

@@ -196,6 +196,40 @@ CASES: dict[str, Case] = {
         ("manifests: no *.yaml or *.yml files",),
     ),
     "missing-path": Case({}, ("nowhere.yaml: no such file or folder",), args=("nowhere.yaml",)),
+    # Values JSON cannot carry: refused at validate, never by the encoder mid-apply.
+    "nan-in-pipeline-config": Case(
+        {
+            "manifests/p.yaml": HEADER
+            + "kind: Pipeline\nmetadata: {name: p}\n"
+            + "spec:\n  pattern: sequential\n  config: {threshold: .nan}\n"
+        },
+        ("manifests/p.yaml:6:23", "spec.config.threshold", "JSON has no NaN or infinity"),
+    ),
+    "infinite-node-position": Case(
+        {
+            "manifests/p.yaml": HEADER
+            + "kind: Pipeline\nmetadata: {name: p}\nspec:\n  pattern: sequential\n"
+            + "  nodes:\n    - {id: r, node_type: router, position: {x: -.inf, y: 0}}\n"
+            + "  edges: []\n"
+        },
+        ("manifests/p.yaml:7:48", "JSON has no NaN or infinity"),
+    ),
+    "date-in-agent-config": Case(
+        {
+            "manifests/p.yaml": HEADER
+            + "kind: Pipeline\nmetadata: {name: p}\n"
+            + "spec:\n  pattern: sequential\n  config: {since: 2024-05-01}\n"
+        },
+        ("manifests/p.yaml:6:19", "a YAML date or time (2024-05-01)", "quote it"),
+    ),
+    "integer-of-100000-digits": Case(
+        {"manifests/big.yaml": _agent("big", "  max_tokens: " + "9" * 100_000 + "\n")},
+        ("manifests/big.yaml:8:15", "a number of 100,000 digits"),
+    ),
+    "max-tokens-of-40-digits": Case(
+        {"manifests/big.yaml": _agent("big", "  max_tokens: " + "9" * 40 + "\n")},
+        ("manifests/big.yaml:8:15", "integer out of range"),
+    ),
 }
 
 

@@ -16,6 +16,7 @@ resources show up as unmanaged in ``plan``, which is the truth.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,9 +303,30 @@ def export_documents(live: LiveSnapshot) -> tuple[dict[Path, dict[str, Any]], Ex
     return exporter.documents, exporter.result
 
 
+def _refuse_outside(out_dir: Path, paths: list[Path]) -> None:
+    """Refuse, before anything is written or deleted, a path that leads out of ``out_dir``.
+
+    A symlinked subfolder (``agents -> ../outside``) or a symlinked file would make
+    export overwrite, or with --force delete, files that are not its to touch.
+    """
+    root = Path(os.path.realpath(out_dir))
+    for path in paths:
+        if not os.path.lexists(path):
+            continue
+        resolved = Path(os.path.realpath(path))
+        if path.is_symlink() or not resolved.is_relative_to(root):
+            raise UsageError(
+                f"--out {out_dir}: {path} is a symlink (to {os.readlink(path)}); "
+                "export writes and deletes only inside --out, never through a symlink"
+                if path.is_symlink()
+                else f"--out {out_dir}: {path} leads outside it (to {resolved})"
+            )
+
+
 def _prepare(out_dir: Path, force: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: exists and is not a folder")
+    _refuse_outside(out_dir, [out_dir / info.plural for info in KINDS.values()])
     existing = sorted(out_dir.rglob("*.y*ml")) if out_dir.exists() else []
     if existing and not force:
         raise UsageError(
@@ -323,6 +345,7 @@ async def export_async(api: KaizenApi, out_dir: str | Path, *, force: bool = Fal
     _prepare(out, force)
     live = await fetch_live(api)
     documents, result = export_documents(live)
+    _refuse_outside(out, [out / relative for relative in documents])
     for relative, document in documents.items():
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -6,13 +6,20 @@ when something a plan depends on changes: a field, a node, an edge, the version
 counter, the id (deleted and re-created under the same name), or which
 deployment runs in a slot. Timestamps are left out on purpose: a server that
 touches ``updated_at`` without changing anything must not make a plan stale.
+
+A saved plan is read by people who must not see secrets, and a fast digest of
+fields that hold one gives it away: "Unlock code is ${PIN}" with a 6-digit PIN
+falls to a million sha256 guesses in about a second. So a resource whose fields
+hold a ``${VAR}`` value (``sealed``), or whose view contains one of the plan's
+secret texts anywhere, is fingerprinted with salted scrypt instead, as costly
+to guess as the secret's own digest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from kaizenctl.kinds import KINDS, named_kinds
@@ -60,16 +67,41 @@ def slot_view(slot: DeploymentSlot) -> dict[str, Any]:
     return view
 
 
-def _digest(view: dict[str, Any]) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(view).encode()).hexdigest()
+# The cost of kaizenctl.gitops.secrets' digests: ~16 MiB and tens of milliseconds each.
+_SCRYPT_N = 2**14
+_SCRYPT_R = 8
+_SCRYPT_P = 1
 
 
-def live_fingerprints(live: LiveSnapshot) -> dict[str, str]:
+@dataclass(frozen=True)
+class SecretShield:
+    """Which fingerprints must not be fast to guess: resources holding a secret."""
+
+    salt: bytes = b""
+    sealed_refs: frozenset[str] = frozenset()
+    texts: frozenset[str] = frozenset()
+
+    def guards(self, ref: str, text: str) -> bool:
+        return ref in self.sealed_refs or any(secret in text for secret in self.texts)
+
+
+def _digest(view: dict[str, Any], ref: str = "", shield: SecretShield | None = None) -> str:
+    text = canonical_json(view)
+    if shield is not None and shield.guards(ref, text):
+        slow = hashlib.scrypt(
+            text.encode(), salt=shield.salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
+        )
+        return "scrypt:" + slow.hex()
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def live_fingerprints(live: LiveSnapshot, shield: SecretShield | None = None) -> dict[str, str]:
     """``Kind/name`` (deployments: ``Deployment/pipeline/environment``) -> fingerprint."""
     prints: dict[str, str] = {}
     for info in named_kinds():
         for name, item in live.state.of_kind(info.kind).items():
-            prints[f"{info.kind}/{name}"] = _digest(object_view(item))
+            ref = f"{info.kind}/{name}"
+            prints[ref] = _digest(object_view(item), ref, shield)
     for key, slot in live.state.deployments.items():
         # A slot whose deployments all stopped or failed runs nothing: it is not a resource.
         if slot.running_ids:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -32,7 +33,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from kaizenctl import __version__
 from kaizenctl.api.service import KaizenApi
 from kaizenctl.errors import PlanError, UsageError
-from kaizenctl.gitops.fingerprint import compare_fingerprints, graphs_read, live_fingerprints
+from kaizenctl.gitops.fingerprint import (
+    SecretShield,
+    compare_fingerprints,
+    graphs_read,
+    live_fingerprints,
+)
 from kaizenctl.gitops.secrets import (
     SealedSecret,
     clear_texts,
@@ -64,6 +70,8 @@ class SavedPlan(BaseModel):
     organization_id: str
     graphs_read: tuple[str, ...]
     fingerprints: dict[str, str]
+    # Salt of the scrypt fingerprints of resources that hold a secret (hex).
+    fingerprint_salt: str = ""
     secrets: tuple[SealedSecret, ...] = ()
     desired: tuple[dict[str, Any], ...] = ()
     plan: dict[str, Any]
@@ -123,6 +131,12 @@ def _find_leaks(document: dict[str, Any], texts: dict[str, str]) -> list[str]:
     return leaks
 
 
+def _shield(salt: bytes, sealed: list[SealedSecret], texts: dict[str, str]) -> SecretShield:
+    return SecretShield(
+        salt=salt, sealed_refs=frozenset(s.ref for s in sealed), texts=frozenset(texts)
+    )
+
+
 def build_saved_plan(
     *,
     server: str,
@@ -135,6 +149,8 @@ def build_saved_plan(
     """The saved-plan value; ``UsageError`` if a secret could not be kept out of it."""
     environ = os.environ if environ is None else environ
     sealed, values = seal(resources)
+    texts = clear_texts(sealed, values, environ)
+    shield = _shield(secrets.token_bytes(16), sealed, texts)
     document: dict[str, Any] = {
         "format_version": SAVED_PLAN_FORMAT_VERSION,
         "type": SAVED_PLAN_TYPE,
@@ -143,12 +159,13 @@ def build_saved_plan(
         "server": server,
         "organization_id": organization_id,
         "graphs_read": graphs_read(live),
-        "fingerprints": live_fingerprints(live),
+        "fingerprints": live_fingerprints(live, shield),
+        "fingerprint_salt": shield.salt.hex(),
         "secrets": [s.model_dump(mode="json") for s in sealed],
         "desired": mask_tree(_desired_documents(resources, sealed), values),
         "plan": mask_tree(_plan_document(plan), values),
     }
-    leaks = _find_leaks(document, clear_texts(sealed, values, environ))
+    leaks = _find_leaks(document, texts)
     if leaks:
         raise UsageError(
             "cannot save the plan: a secret would be written in clear (saved plans never "
@@ -167,9 +184,7 @@ def check_plan_destination(out_file: str | Path) -> None:
         )
     path = Path(out_file)
     if path.is_dir():
-        raise UsageError(
-            f"--out {shown}: is a folder; give a file name, e.g. {path / 'plan.json'}"
-        )
+        raise UsageError(f"--out {shown}: is a folder; give a file name, e.g. {path / 'plan.json'}")
     parent = path.parent
     if not parent.is_dir():
         raise UsageError(f"--out {shown}: no such folder {parent}; create it first")
@@ -259,7 +274,12 @@ async def check_saved_plan(
     plan = Plan.model_validate(restore_tree(saved.plan, values))
     in_scope = frozenset(saved.graphs_read)
     live = await fetch_live(api, pipelines_in_scope=lambda name: name in in_scope)
-    moved = compare_fingerprints(saved.fingerprints, live_fingerprints(live))
+    shield = _shield(
+        bytes.fromhex(saved.fingerprint_salt),
+        list(saved.secrets),
+        clear_texts(list(saved.secrets), values, environ),
+    )
+    moved = compare_fingerprints(saved.fingerprints, live_fingerprints(live, shield))
     if moved:
         moved_refs = {line.partition(": ")[0] for line in moved}
         if moved_refs <= {action.ref for action in plan.actions}:

@@ -265,9 +265,13 @@ def _validate_part(
     try:
         return model.model_validate(value)
     except ValidationError as error:
+        # A value the reader already refused (say, .nan) is not also reported by the model.
+        refused = {problem.path for problem in document.problems}
         for detail in error.errors(include_url=False):
             loc = detail["loc"]
             path = part + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+            if path in refused:
+                continue
             location, message = _describe(document, model, path, loc, detail)
             problems.add(location, ref, path, message)
         return None

@@ -10,8 +10,12 @@ the only place that still knows whether a scalar was written plain or quoted.
 
 from __future__ import annotations
 
+import datetime
+import errno
+import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -161,6 +165,28 @@ class _Refused(Exception):
     """A document passes a safety limit; it is refused whole."""
 
 
+# What a JSON API can take as an integer: the server's 64-bit columns, and every common
+# JSON parser's integers. A 40-digit max_tokens passed validate and failed at the server.
+MAX_INTEGER = 2**63 - 1
+
+
+def unsendable(value: Any) -> str | None:
+    """Why a YAML scalar cannot be sent as JSON, or None. Refused here, at validate, with
+    its line, rather than by the encoder mid-apply after other writes went through."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} cannot be sent: JSON has no NaN or infinity; write a number"
+    if isinstance(value, int) and not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
+        return "integer out of range: an API number must fit in 64 bits"
+    if isinstance(value, datetime.date):
+        return (
+            f"a YAML date or time ({value.isoformat()}) cannot be sent as JSON; "
+            "quote it to send it as text"
+        )
+    return None
+
+
 def _short_tag(tag: str) -> str:
     """A tag as a person writes it: ``!!python/object`` rather than the resolved URI."""
     return "!!" + tag.removeprefix(_YAML_TAG_PREFIX) if tag.startswith(_YAML_TAG_PREFIX) else tag
@@ -289,10 +315,19 @@ class _DocumentBuilder:
             self._problem(location, path, f"unsupported YAML tag '{_short_tag(node.tag)}'")
             return node.value
         try:
-            return _construct_scalar(node.tag, node.value)
+            value = _construct_scalar(node.tag, node.value)
         except ConstructorError as error:
             self._problem(location, path, f"invalid value: {error.problem}")
             return node.value
+        except ValueError:
+            # int() refuses more than sys.int_info.str_digits_check_threshold digits.
+            self._problem(location, path, f"invalid value: a number of {len(node.value):,} digits")
+            return node.value
+        why = unsendable(value)
+        if why is not None:
+            self._problem(location, path, why)
+            return node.value
+        return value
 
     def _substitute(self, node: ScalarNode, path: str, location: SourceLocation) -> Any:
         unset: list[str] = []
@@ -348,14 +383,46 @@ class _DocumentBuilder:
             tag: str = _resolver.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
             if tag != _STR_TAG and tag in _SCALAR_TAGS:
                 try:
-                    return _construct_scalar(tag, text)
-                except ConstructorError:
+                    value = _construct_scalar(tag, text)
+                except (ConstructorError, ValueError):
                     return text
+                why = unsendable(value)
+                if why is not None:
+                    self._problem(location, path, why)
+                    return text
+                return value
         return text
 
 
+def _why_unreadable(path: str) -> str | None:
+    """Why ``path`` cannot be read as a manifest file; None when it is a regular file.
+
+    Skipping such a file quietly would drop what it describes from the desired
+    state, and ``apply --prune`` would then delete it live.
+    """
+    try:
+        mode = os.stat(path).st_mode  # follows symlinks
+    except OSError as error:
+        if os.path.islink(path):
+            if error.errno == errno.ELOOP:
+                return "a symlink loop"
+            return f"a broken symlink (to {os.readlink(path)})"
+        return str(error.strerror)
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "not a regular file"
+
+
 def expand_paths(paths: Sequence[str]) -> tuple[list[str], list[SourceProblem]]:
-    """Files to read, in order: folders recursively and sorted, ``-`` for stdin, each once."""
+    """Files to read, in order: folders recursively and sorted, ``-`` for stdin, each once.
+
+    Anything named like a manifest that is not a readable regular file (a broken
+    symlink, a symlink loop, a FIFO, a folder) is a problem naming it, never skipped.
+    """
     files: list[str] = []
     problems: list[SourceProblem] = []
     seen: set[str] = set()
@@ -365,24 +432,34 @@ def expand_paths(paths: Sequence[str]) -> tuple[list[str], list[SourceProblem]]:
             seen.add(key)
             files.append(name)
 
+    def refuse(name: str, why: str) -> None:
+        problems.append(SourceProblem(None, "", f"{name}: cannot be read as a manifest: {why}"))
+
     for path in paths:
         if path == "-":
             add("-", "-")
         elif os.path.isdir(path):
-            found = sorted(
+            named = sorted(
                 str(candidate)
                 for candidate in Path(path).rglob("*")
                 if candidate.suffix in YAML_SUFFIXES
-                and candidate.is_file()
                 # Hidden folders (.git, .github) hold other tools' YAML, not manifests.
                 and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
             )
-            if not found:
+            if not named:
                 problems.append(SourceProblem(None, "", f"{path}: no *.yaml or *.yml files"))
-            for name in found:
-                add(name, os.path.realpath(name))
-        elif os.path.exists(path):
-            add(path, os.path.realpath(path))
+            for name in named:
+                why = _why_unreadable(name)
+                if why is None:
+                    add(name, os.path.realpath(name))
+                else:
+                    refuse(name, why)
+        elif os.path.lexists(path):
+            why = _why_unreadable(path)
+            if why is None:
+                add(path, os.path.realpath(path))
+            else:
+                refuse(path, why)
         else:
             problems.append(SourceProblem(None, "", f"{path}: no such file or folder"))
     return files, problems

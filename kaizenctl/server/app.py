@@ -49,6 +49,7 @@ from kaizenctl.server.crud import (
     new_id,
     not_found,
 )
+from kaizenctl.server.bodies import BodyGuard
 from kaizenctl.server.db import Database
 from kaizenctl.server.faults import FaultMiddleware, FaultPatch, FaultState
 from kaizenctl.server.lifecycle import ENVIRONMENT_ORDER, LIVE_STATUSES, advance, iso, log
@@ -727,5 +728,5 @@ def ensure_dev_user(state: ServerState, email: str, password: str | None) -> str
 
 
 def build_asgi(state: ServerState, *, admin: bool = False) -> ASGIApp:
-    """The app uvicorn serves: FastAPI wrapped in the fault middleware."""
-    return FaultMiddleware(create_app(state, admin=admin), state.faults)
+    """The app uvicorn serves: FastAPI behind the body guard, inside the fault middleware."""
+    return FaultMiddleware(BodyGuard(create_app(state, admin=admin)), state.faults)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from kaizenctl.api.connect import connect_v1
 from kaizenctl.api.contract_v1 import ContractV1Api
 from kaizenctl.api.errors import (
     DuplicateNameError,
@@ -17,7 +18,7 @@ from kaizenctl.api.errors import (
 from kaizenctl.api.models import Agent, Deployment
 from kaizenctl.api.retry import Disposition, RetryPolicy, classify_status, parse_retry_after
 from tests.api.api_fake import AGENT, FakeKaizen, Fault
-from tests.api.api_helpers import FakeClock, with_api
+from tests.api.api_helpers import FakeClock, run, token_settings, with_api
 
 
 def test_a_429_at_request_n_is_waited_out_for_retry_after(
@@ -345,3 +346,32 @@ def test_an_httpx_error_outside_the_transport_family_is_still_ours(
 
     with pytest.raises(TransportError):
         run(main())
+
+
+def test_a_lost_promote_is_not_mistaken_for_someone_elses_deploy_of_another_version(
+    fake: FakeKaizen, policy: RetryPolicy
+) -> None:
+    _seed_pipeline(fake, version=7)
+    source = fake._new_deployment("p-1", "staging", 5).json()
+    promote_path = f"/deployments/{source['id']}/promote"
+    fake.add_fault("POST", promote_path, Fault("reset_before"))  # never reached the server
+
+    async def racing(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/promote") and fake.count("POST", promote_path) == 0:
+            # Meanwhile a CI job deploys the pipeline's current v7 to production.
+            fake._new_deployment("p-1", "production", 7)
+        return await fake.handle(request)
+
+    async def main() -> Deployment:
+        api = await connect_v1(
+            token_settings(), transport=httpx.MockTransport(racing), policy=policy
+        )
+        try:
+            return await api.deployments.promote(source["id"], "production")
+        finally:
+            await api.aclose()
+
+    promoted = run(main())
+    # The look-up saw a new v7 deployment, not the v5 a promote of staging makes: not ours.
+    assert promoted.pipeline_version == 5
+    assert fake.count("POST", promote_path) == 2

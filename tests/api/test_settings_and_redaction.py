@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import logging
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import click
 import pytest
@@ -15,13 +18,14 @@ from click.testing import CliRunner
 
 from kaizenctl.api.contract_v1 import ContractV1Api
 from kaizenctl.api.errors import ApiError, ConflictError
-from kaizenctl.api.httplog import HTTP_LOGGER_NAME, configure_logging
+from kaizenctl.api.httplog import HTTP_LOGGER_NAME, configure_logging, http_logger
 from kaizenctl.api.retry import RetryPolicy
 from kaizenctl.api.session import tls_verification
 from kaizenctl.api.settings import ConnectionSettings, settings_from_env
 from kaizenctl.commands.options import connection_options, settings_from_options
 from kaizenctl.errors import UsageError
-from tests.api.api_fake import EMAIL, PASSWORD, FakeKaizen, Fault
+from kaizenctl.redact import redact, register_secret
+from tests.api.api_fake import AGENT, EMAIL, PASSWORD, FakeKaizen, Fault
 from tests.api.api_helpers import password_settings, token_settings, with_api
 
 
@@ -195,3 +199,63 @@ def test_an_api_error_message_is_redacted_even_when_built_by_hand() -> None:
     register_secret("s3cret-value")
     error = ApiError("GET", "/x", 400, "bad s3cret-value")
     assert "s3cret-value" not in str(error)
+
+
+def test_a_secret_echoed_url_encoded_or_in_another_case_is_still_masked(
+    fake: FakeKaizen, policy: RetryPolicy, log_stream: io.StringIO
+) -> None:
+    password = "p+w/ö&x y%Z"
+    api_key = "kz-live-4f9a0c7e1b"
+    fake.access_tokens.add(api_key)
+    echoed = [
+        password,
+        quote_plus(password),  # a form body echoed back: p%2Bw%2F%C3%B6%26x+y%25Z
+        quote(password, safe=""),  # a path or query: ...%26x%20y...
+        quote_plus(password).lower(),  # lower-case percent escapes
+        json.dumps(password)[1:-1],  # JSON-escaped: p+w/\u00f6&x y%Z
+        api_key.upper(),
+        base64.b64encode(api_key.encode()).decode(),
+    ]
+    fake.add_fault("POST", "/agents", Fault("answer", 409, detail=" | ".join(echoed)))
+    errors: list[str] = []
+
+    async def scenario(api: ContractV1Api) -> None:
+        try:
+            await api.agents.create(dict(AGENT))
+        except ConflictError as exc:
+            errors.extend([str(exc), repr(exc)])
+            http_logger().debug("the server said: %s", exc.detail)
+
+    settings = token_settings(token=api_key, email=EMAIL, password=password)
+    with_api(fake, policy, scenario, settings)
+    assert len(errors) == 2
+    output = "\n".join([log_stream.getvalue(), *errors])
+    assert output.count("(sensitive)") >= 3 * len(echoed)  # each form, in both errors and the log
+    for form in echoed:
+        assert form not in output, form
+    assert "%2b" not in output.lower()
+
+
+def test_the_log_filter_masks_a_registered_secret_in_message_arguments_and_tracebacks(
+    log_stream: io.StringIO,
+) -> None:
+    register_secret("hunter2-but-longer")
+    logger = http_logger()
+    logger.info("token is %s", "hunter2-but-longer")
+    try:
+        raise RuntimeError("failed with hunter2-but-longer")
+    except RuntimeError:
+        logger.warning("request failed", exc_info=True)
+    written = log_stream.getvalue()
+    assert "token is (sensitive)" in written
+    assert "RuntimeError: failed with (sensitive)" in written
+    assert "hunter2" not in written
+
+
+def test_redaction_covers_the_common_encodings_of_a_secret() -> None:
+    register_secret("Ab+c/d&e f")
+    assert redact("x=Ab%2Bc%2Fd%26e+f;y=ab%2bc%2fd%26e%20f;Z=AB+C/D&E F") == (
+        "x=(sensitive);y=(sensitive);Z=(sensitive)"
+    )
+    assert redact(base64.b64encode(b"Ab+c/d&e f").decode()) == "(sensitive)"
+    assert redact("nothing secret here") == "nothing secret here"

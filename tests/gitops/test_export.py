@@ -205,3 +205,37 @@ def test_export_of_200_generated_resources_plans_no_changes(gitops: GitOps, tmp_
         f"\nexport: {export_seconds:.2f} s, {export_requests} requests; "
         f"plan: {plan_seconds:.2f} s, {plan_requests} requests"
     )
+
+
+def test_export_never_writes_or_deletes_through_a_symlink(gitops: GitOps, tmp_path: Path) -> None:
+    gitops.with_api(
+        lambda api: api.agents.create(
+            {"name": "triage", "system_prompt": "p", "provider": "openai", "model": "m"}
+        )
+    )
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    precious = outside / "triage.yaml"
+    precious.write_text("not export's to touch\n")
+    out = tmp_path / "exported"
+    out.mkdir()
+    (out / "agents").symlink_to(Path("..") / "outside")
+
+    for force in ((), ("--force",)):
+        refused = gitops.cli("export", "--out", str(out), *force)
+        assert refused.code == 1, refused.out + refused.err
+        assert f"{out}/agents is a symlink (to ../outside)" in refused.err
+        assert precious.read_text() == "not export's to touch\n"
+
+    # A symlinked file is refused the same way, even where the folder is real.
+    (out / "agents").unlink()
+    (out / "agents").mkdir()
+    (out / "agents" / "triage.yaml").symlink_to(precious)
+    refused = gitops.cli("export", "--out", str(out))
+    assert refused.code == 1
+    assert precious.read_text() == "not export's to touch\n"
+    forced = gitops.cli("export", "--out", str(out), "--force")  # replaces the link, not its target
+    assert forced.code == 0, forced.err
+    assert precious.read_text() == "not export's to touch\n"
+    assert not (out / "agents" / "triage.yaml").is_symlink()
+    assert "name: triage" in (out / "agents" / "triage.yaml").read_text()

@@ -5,13 +5,16 @@ A reviewed plan is applied exactly, or refused with nothing changed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
 from kaizenctl.api.service import KaizenApi
+from kaizenctl.gitops.fingerprint import canonical_json, object_view
 from kaizenctl.gitops.saved_plan import read_saved_plan
+from kaizenctl.reconcile.live import fetch_live
 from tests.gitops.conftest import GitOps
 
 
@@ -169,3 +172,51 @@ def test_a_saved_plan_of_an_older_format_is_refused_with_a_clear_message(
     assert refused.code != 0
     assert "saved-plan format_version 1 is not 2; make the plan again" in refused.err
     assert gitops.writes() == []
+
+
+def test_a_saved_plan_does_not_give_away_a_short_secret_through_its_fingerprints(
+    gitops: GitOps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "vault.yaml").write_text(
+        "apiVersion: kaizen.io/v1\nkind: Agent\nmetadata: {name: vault}\nspec:\n"
+        '  system_prompt: "Unlock code is ${PIN}"\n  provider: openai\n  model: m\n'
+    )
+    monkeypatch.setenv("PIN", "481516")
+    assert gitops.cli("apply", str(folder), "--auto-approve").code == 0
+    (folder / "vault.yaml").write_text(
+        (folder / "vault.yaml").read_text() + "  description: reviewed\n"
+    )
+    plan_file = tmp_path / "plan.json"
+    assert gitops.cli("plan", str(folder), "--out", str(plan_file)).code == 0
+    saved = plan_file.read_text()
+
+    # The attacker's best case: every field known, and the right PIN guessed first. A
+    # fast digest of that view must match nothing in the file.
+    live = gitops.with_api(fetch_live)
+    view = object_view(live.state.of_kind("Agent")["vault"])
+    assert "Unlock code is 481516" in canonical_json(view)
+    fast = hashlib.sha256(canonical_json(view).encode()).hexdigest()
+    assert fast not in saved
+    assert "481516" not in saved
+    fingerprint = json.loads(saved)["fingerprints"]["Agent/vault"]
+    assert fingerprint.startswith("scrypt:")
+    other_plan = tmp_path / "again.json"
+    assert gitops.cli("plan", str(folder), "--out", str(other_plan)).code == 0
+    assert json.loads(other_plan.read_text())["fingerprints"]["Agent/vault"] != fingerprint
+
+    # The slow fingerprint still does its job: a hand edit of the secret field is caught,
+    # and an untouched plan applies.
+    async def edit(api: KaizenApi) -> None:
+        (vault,) = await api.agents.list_all()
+        await api.agents.update(vault.id, {"system_prompt": "Unlock code is 000000"})
+
+    gitops.with_api(edit)
+    refused = gitops.cli("apply", "--plan", str(plan_file), "--auto-approve")
+    assert refused.code == 1
+    assert "nothing was changed" in refused.err
+    assert "Agent/vault" in refused.err
+    assert gitops.cli("plan", str(folder), "--out", str(plan_file)).code == 0
+    applied = gitops.cli("apply", "--plan", str(plan_file), "--auto-approve")
+    assert applied.code == 0, applied.err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,64 @@ def test_missing_path_and_folder_without_manifests_are_problems(tmp_path: Path) 
         f"{missing}: no such file or folder",
         f"{tmp_path}: no *.yaml or *.yml files",
     ]
+
+
+def test_files_named_like_manifests_that_cannot_be_read_are_problems_not_skipped(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "kept.yaml").write_text(AGENT.format(name="kept"))
+    (tmp_path / "broken.yaml").symlink_to(tmp_path / "gone.yaml")
+    (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "folder.yml").mkdir()
+    (tmp_path / "linked.yaml").symlink_to(tmp_path / "kept.yaml")  # a good symlink is fine
+    assert problems_of([str(tmp_path)], environ={}) == [
+        f"{tmp_path}/broken.yaml: cannot be read as a manifest: "
+        f"a broken symlink (to {tmp_path}/gone.yaml)",
+        f"{tmp_path}/fifo.yaml: cannot be read as a manifest: a FIFO",
+        f"{tmp_path}/folder.yml: cannot be read as a manifest: a folder",
+        f"{tmp_path}/loop.yaml: cannot be read as a manifest: a symlink loop",
+    ]
+    # Named on the command line, the same: never opened (a FIFO would block).
+    assert problems_of([str(tmp_path / "fifo.yaml")], environ={}) == [
+        f"{tmp_path}/fifo.yaml: cannot be read as a manifest: a FIFO"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        (".nan", "nan cannot be sent: JSON has no NaN or infinity"),
+        ("-.inf", "-inf cannot be sent: JSON has no NaN or infinity"),
+        ("2024-05-01", "a YAML date or time (2024-05-01) cannot be sent as JSON"),
+        ("2024-05-01 10:00:00", "a YAML date or time (2024-05-01T10:00:00)"),
+        ("9" * 40, "integer out of range: an API number must fit in 64 bits"),
+        ("9" * 100_000, "invalid value: a number of 100,000 digits"),
+    ],
+    ids=["nan", "inf", "date", "datetime", "40-digits", "100000-digits"],
+)
+def test_values_json_cannot_carry_are_refused_where_they_are_written(
+    written: str, message: str
+) -> None:
+    text = (
+        AGENT.format(name="a")
+        + "  max_tokens: 5\n  tools: [t]\n---\n"
+        + (
+            "apiVersion: kaizen.io/v1\nkind: Pipeline\nmetadata: {name: p}\nspec:\n"
+            f"  pattern: sequential\n  config:\n    limit: {written}\n"
+        )
+    )
+    problems = problems_of(["-"], stdin=io.StringIO(text), environ={})
+    assert len(problems) == 1, problems  # the reader's refusal only, not also the model's
+    assert problems[0].startswith("<stdin>:17:12: Pipeline/p: spec.config.limit: " + message)
+
+
+def test_a_substituted_value_json_cannot_carry_is_refused_too() -> None:
+    text = AGENT.format(name="a") + "  max_tokens: ${MAX_TOKENS}\n"
+    problems = problems_of(["-"], stdin=io.StringIO(text), environ={"MAX_TOKENS": "9" * 40})
+    assert len(problems) == 1, problems
+    assert "<stdin>:8:15: Agent/a: spec.max_tokens: integer out of range" in problems[0]
+    assert "9" * 40 not in problems[0]  # and the value, a substituted one, is not shown
 
 
 def test_resources_remember_where_each_value_is(tmp_path: Path) -> None:

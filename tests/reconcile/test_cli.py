@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kaizenctl.cli import main
@@ -135,3 +136,28 @@ def test_apply_json_is_one_document_per_line(
     assert result["type"] == "apply-result"
     assert result["ok"] is True
     assert len(result["done"]) == 19
+
+
+def test_prune_on_the_command_line_deletes_what_no_manifest_holds_and_only_with_the_flag(
+    env: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["apply", "--auto-approve", str(EXAMPLES)]) == 0
+    body = {"name": "by-hand", "system_prompt": "p", "provider": "openai", "model": "m"}
+    login = httpx.post(
+        f"{env.url}/api/v1/auth/login", data={"username": env.email, "password": env.password}
+    )
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    assert httpx.post(f"{env.url}/api/v1/agents", json=body, headers=headers).status_code == 201
+    capsys.readouterr()
+
+    assert main(["apply", "--auto-approve", str(EXAMPLES)]) == 0
+    assert "by-hand" in capsys.readouterr().out  # listed as unmanaged, not deleted
+    env.clear_request_log()
+    assert main(["plan", "--prune", "--detailed-exitcode", str(EXAMPLES)]) == 2
+    assert "delete Agent/by-hand" in capsys.readouterr().out
+    assert main(["apply", "--prune", "--auto-approve", str(EXAMPLES)]) == 0
+    deletes = [r for r in _non_auth_requests(env) if r.startswith("DELETE")]
+    assert len(deletes) == 1
+    assert deletes[0].startswith("DELETE /api/v1/agents/")
+    listed = httpx.get(f"{env.url}/api/v1/agents", params={"search": "by-hand"}, headers=headers)
+    assert listed.json()["total"] == 0

@@ -6,7 +6,7 @@ import pytest
 
 from kaizenctl.api.service import KaizenApi
 from kaizenctl.errors import ApplyError, PlanError
-from kaizenctl.reconcile import ApplyOptions
+from kaizenctl.reconcile import ApplyOptions, ApplyResult, Plan, apply_plan_async, plan_async
 from kaizenctl.reconcile.diff import ALLOW_PRODUCTION_ROLLBACK
 from tests.reconcile.harness import Kaizen
 
@@ -182,3 +182,39 @@ def test_deploying_a_pipeline_change_straight_to_production_is_flagged(kaizen: K
     assert any("straight to production" in w for w in direct.warnings)
     promoted = plan.action("promote:Deployment/support/production")
     assert promoted.warnings == ()
+
+
+def test_a_promote_whose_source_moved_since_the_plan_is_refused_before_it_is_sent(
+    kaizen: Kaizen,
+) -> None:
+    kaizen.apply()
+
+    async def undeploy_staging_and_production(api: KaizenApi) -> None:
+        pipeline = next(p for p in await api.pipelines.list_all() if p.name == "support")
+        for deployment in await api.deployments.list_all(pipeline_id=pipeline.id, status="active"):
+            if deployment.environment != "development":
+                await api.deployments.delete(deployment.id)
+
+    kaizen.with_api(undeploy_staging_and_production)
+    resources = kaizen.resources()
+
+    async def plan_then_race(api: KaizenApi) -> tuple[Plan, ApplyResult]:
+        plan, live = await plan_async(api, resources)
+        # After the review, development is changed and redeployed by hand: it runs v3 now.
+        pipeline = next(p for p in await api.pipelines.list_all() if p.name == "support")
+        await api.pipelines.update(pipeline.id, {"description": "changed by hand"})
+        redeployed = await api.deployments.deploy(pipeline.id, "development")
+        await api.deployments.wait_settled(redeployed.id, timeout=10)
+        kaizen.server.clear_request_log()
+        return plan, await apply_plan_async(api, plan, live)
+
+    plan, result = kaizen.with_api(plan_then_race)
+
+    promotes = [a for a in plan.actions if a.verb == "promote"]
+    assert [a.payload["expected_version"] for a in promotes] == [2, 2]
+    staging = next(o for o in result.outcomes if o.action_id == promotes[0].id)
+    assert staging.status == "failed"
+    assert "cannot promote: development runs v3, the plan expected v2" in staging.message
+    # Refused before sending: promoting v3 and then noticing would already have changed staging.
+    calls = [(e.method, e.path) for e in kaizen.server.request_log()]
+    assert not [c for c in calls if c[0] == "POST" and c[1].endswith("/promote")]

@@ -311,3 +311,78 @@ def test_a_rejected_action_skips_its_dependents_and_keeps_independent_siblings(
     assert result.ok, result.outcomes
     assert "update:Agent/triage" in {a.id for a in rerun.actions}
     assert not kaizen.plan().has_changes
+
+
+def test_a_pipeline_delete_waits_for_its_undeploy(kaizen: Kaizen) -> None:
+    kaizen.apply()
+    _make_unmanaged(kaizen)
+    # Undeploys take a while on this server: a pipeline delete sent alongside would meet 409.
+    kaizen.server.set_faults(latency_ms=30)
+
+    plan, result = kaizen.apply(PlanOptions(prune=True))
+
+    pipeline_delete = plan.action("delete:Pipeline/legacy-flow")
+    undeploys = [a.id for a in plan.actions if a.kind == "Deployment" and a.verb == "delete"]
+    assert undeploys
+    assert set(undeploys) <= set(pipeline_delete.depends_on)
+    assert result.ok, result.outcomes
+
+
+def test_tools_and_actions_compare_as_sets_not_lists(kaizen: Kaizen) -> None:
+    kaizen.apply()
+
+    async def reorder(api: KaizenApi) -> None:
+        agents = {a.name: a for a in await api.agents.list_all()}
+        billing = agents["billing-expert"]
+        assert sorted(billing.tools) == ["lookup_customer", "lookup_invoice"]
+        await api.agents.update(billing.id, {"tools": list(reversed(billing.tools))})
+        policies = {p.name: p for p in await api.policies.list_all()}
+        policy = next(p for p in policies.values() if len(p.actions) > 1)
+        await api.policies.update(policy.id, {"actions": list(reversed(policy.actions))})
+
+    kaizen.with_api(reorder)
+    assert not kaizen.plan().has_changes
+    # ...while a real difference in the set is one.
+    kaizen.edit("agents/specialists.yaml", "lookup_invoice, lookup_customer", "lookup_invoice")
+    (update,) = [a for a in kaizen.plan().actions if a.kind == "Agent"]
+    assert [c.field for c in update.changes] == ["tools"]
+
+
+def test_graph_edges_match_by_their_four_fields_in_any_order(kaizen: Kaizen) -> None:
+    kaizen.apply()
+
+    async def rewrite(api: KaizenApi, change_handle: bool) -> None:
+        pipeline = next(p for p in await api.pipelines.list_all() if p.name == "support")
+        nodes = await api.pipelines.get_nodes(pipeline.id)
+        edges = list(reversed(await api.pipelines.get_connections(pipeline.id)))
+        graph_edges = [
+            GraphEdge(
+                source_node_id=e.source_node_id,
+                target_node_id=e.target_node_id,
+                source_handle=(
+                    "finished" if change_handle and e.source_handle else e.source_handle
+                ),
+                target_handle=e.target_handle,
+            )
+            for e in edges
+        ]
+        graph_nodes = [
+            GraphNode(
+                id=n.id,
+                node_type=n.node_type,
+                agent_id=n.agent_id,
+                config=n.config,
+                position_x=n.position_x,
+                position_y=n.position_y,
+            )
+            for n in nodes
+        ]
+        await api.pipelines.put_graph(pipeline.id, Graph(nodes=graph_nodes, edges=graph_edges))
+
+    kaizen.with_api(lambda api: rewrite(api, False))
+    assert not kaizen.plan().has_changes  # the same edges, stored in another order
+    kaizen.with_api(lambda api: rewrite(api, True))
+    plan = kaizen.plan()
+    assert [a.id for a in plan.actions if a.verb == "replace-graph"] == [
+        "replace-graph:Pipeline/support"
+    ]

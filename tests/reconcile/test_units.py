@@ -14,7 +14,6 @@ from kaizenctl.reconcile.live import LiveSnapshot
 from kaizenctl.reconcile.plan import Action, FieldChange, Plan
 from kaizenctl.reconcile.state import (
     DeploymentSlot,
-    EdgeKey,
     GraphState,
     NodeState,
     ObjectState,
@@ -263,12 +262,6 @@ def test_markdown_plan_is_trimmed_to_fit_a_comment() -> None:
     assert len(output) <= 61_000
     assert "Plan: 600 to update." in output
     assert "more actions left out" in output or "plan trimmed" in output
-
-
-def test_edges_compare_by_their_four_fields() -> None:
-    a = EdgeKey("x", "y", "out", None)
-    assert a == EdgeKey("x", "y", "out", None)
-    assert a != EdgeKey("x", "y", None, None)
 
 
 class _TwoAgentsNamedAlike:

@@ -196,6 +196,40 @@ CASES: dict[str, Case] = {
         ("manifests: no *.yaml or *.yml files",),
     ),
     "missing-path": Case({}, ("nowhere.yaml: no such file or folder",), args=("nowhere.yaml",)),
+    # Values JSON cannot carry: refused at validate, never by the encoder mid-apply.
+    "nan-in-pipeline-config": Case(
+        {
+            "manifests/p.yaml": HEADER
+            + "kind: Pipeline\nmetadata: {name: p}\n"
+            + "spec:\n  pattern: sequential\n  config: {threshold: .nan}\n"
+        },
+        ("manifests/p.yaml:6:23", "spec.config.threshold", "JSON has no NaN or infinity"),
+    ),
+    "infinite-node-position": Case(
+        {
+            "manifests/p.yaml": HEADER
+            + "kind: Pipeline\nmetadata: {name: p}\nspec:\n  pattern: sequential\n"
+            + "  nodes:\n    - {id: r, node_type: router, position: {x: -.inf, y: 0}}\n"
+            + "  edges: []\n"
+        },
+        ("manifests/p.yaml:7:48", "JSON has no NaN or infinity"),
+    ),
+    "date-in-agent-config": Case(
+        {
+            "manifests/p.yaml": HEADER
+            + "kind: Pipeline\nmetadata: {name: p}\n"
+            + "spec:\n  pattern: sequential\n  config: {since: 2024-05-01}\n"
+        },
+        ("manifests/p.yaml:6:19", "a YAML date or time (2024-05-01)", "quote it"),
+    ),
+    "integer-of-100000-digits": Case(
+        {"manifests/big.yaml": _agent("big", "  max_tokens: " + "9" * 100_000 + "\n")},
+        ("manifests/big.yaml:8:15", "a number of 100,000 digits"),
+    ),
+    "max-tokens-of-40-digits": Case(
+        {"manifests/big.yaml": _agent("big", "  max_tokens: " + "9" * 40 + "\n")},
+        ("manifests/big.yaml:8:15", "integer out of range"),
+    ),
 }
 
 
@@ -252,6 +286,32 @@ def test_bad_input_is_refused_with_its_location_and_nothing_is_sent(
     assert quiet_server.request_log() == []
     # The python/object tag must not have run anything.
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.timeout(120)
+def test_an_unreadable_manifest_is_an_error_so_prune_never_deletes_what_it_described(
+    quiet_server: RunningServer, tmp_path: Path
+) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "other.yaml").write_text(_agent("other-agent"), encoding="utf-8")
+    target = tmp_path / "elsewhere.yaml"
+    target.write_text(_agent("kept-agent"), encoding="utf-8")
+    (folder / "kept.yaml").symlink_to(target)
+    env = cli_env(quiet_server)
+    applied = run_cli("apply", "m", "--prune", "--auto-approve", env=env, cwd=tmp_path)
+    assert applied.code == 0, applied.output
+    target.unlink()  # kept.yaml is now a broken symlink (a submodule not checked out, say)
+    quiet_server.clear_request_log()
+
+    for command in (("validate",), ("apply", "--prune", "--auto-approve")):
+        result = run_cli(*command, "m", env=env, cwd=tmp_path)
+        assert result.code == 1, result.output
+        assert "m/kept.yaml: cannot be read as a manifest: a broken symlink" in result.stderr
+        assert "deleted" not in result.output
+    assert [(e.method, e.path) for e in quiet_server.request_log()] == []
+    listed = run_cli("plan", "other.yaml", env=env, cwd=folder)
+    assert "kept-agent" in listed.output  # still live, listed as unmanaged
 
 
 def test_every_case_is_a_distinct_mistake() -> None:

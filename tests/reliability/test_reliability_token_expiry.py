@@ -61,22 +61,27 @@ class _TokenServer:
         return httpx.Response(200, json=[])
 
 
-async def _race() -> None:
-    fake = _TokenServer()
+async def _race(fake: _TokenServer) -> list[list[object]]:
     settings = ConnectionSettings(
         api_url="http://127.0.0.1:9", email="dev@kaizen.local", password="not-a-real-password"
     )
     policy = RetryPolicy(sleep=lambda _s: asyncio.sleep(0))
     api = await connect_v1(settings, transport=httpx.MockTransport(fake), policy=policy)
     try:
-        await asyncio.wait_for(
+        nodes = await asyncio.wait_for(
             asyncio.gather(api.pipelines.get_nodes("a"), api.pipelines.get_nodes("b")),
             timeout=10,
         )
+        assert api.session.tokens.access_token == "access-T3"
+        return [list(found) for found in nodes]
     finally:
         await api.aclose()
 
 
 @pytest.mark.timeout(30)
 def test_a_token_renewed_by_another_request_and_expired_since_is_renewed_again() -> None:
-    asyncio.run(_race())
+    fake = _TokenServer()
+    assert asyncio.run(_race(fake)) == [[], []]  # both answered, neither gave up on a 401
+    # T1 at login, T2 renewed by B, T3 renewed by A itself once T2 had expired too.
+    assert fake.issued == 3
+    assert fake.a_may_answer.is_set()

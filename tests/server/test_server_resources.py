@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from kaizenctl.server.bodies import MAX_BODY_BYTES
+
 Make = Callable[..., dict[str, Any]]
+AGENT_BODY = {"name": "a", "system_prompt": "p", "provider": "openai", "model": "m"}
 
 
 def locs(response: httpx.Response) -> list[list[str | int]]:
@@ -442,3 +445,48 @@ def test_policy_names_409(make_policy: Make, api: httpx.Client) -> None:
     assert api.post("/policies", json=body).status_code == 409
     assert api.patch(f"/policies/{two['id']}", json={"name": "one"}).status_code == 409
     assert api.patch(f"/policies/{two['id']}", json={"effect": None}).status_code == 422
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        (
+            "/agents",
+            '{"name": "a", "system_prompt": "p", "provider": "openai", '
+            '"model": "m", "temperature": %s}',
+        ),
+        ("/pipelines", '{"name": "p", "pattern": "sequential", "config": {"x": %s}}'),
+    ],
+    ids=["agent-temperature", "pipeline-config"],
+)
+def test_numbers_json_does_not_allow_answer_422_not_500(
+    api: httpx.Client, path: str, template: str, number: str
+) -> None:
+    response = api.post(
+        path, content=template % number, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body"]
+    assert number.lstrip("-") in problem["msg"]
+    assert api.get(path).json()["total"] == 0
+
+
+def test_a_body_over_the_size_limit_answers_413_and_creates_nothing(api: httpx.Client) -> None:
+    body = {**AGENT_BODY, "system_prompt": "x" * (MAX_BODY_BYTES + 1)}
+    response = api.post("/agents", json=body)
+    assert response.status_code == 413
+    assert "larger than 2 MiB" in response.json()["detail"]
+
+    def streamed() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        yield b'{"name": "a", "system_prompt": "'
+        for _ in range(MAX_BODY_BYTES // 65536 + 1):
+            yield b"x" * 65536
+        yield b'", "provider": "openai", "model": "m"}'
+
+    response = api.post("/agents", content=streamed(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    just_under = {**AGENT_BODY, "system_prompt": "x" * (MAX_BODY_BYTES - 200)}
+    assert api.post("/agents", json=just_under).status_code == 201
+    assert api.get("/agents").json()["total"] == 1

@@ -15,6 +15,7 @@ from kaizenctl.api.settings import ConnectionSettings
 from kaizenctl.api.studio import StudioApi, float32
 from tests.api.api_helpers import FakeClock, run
 from tests.studio.replay import Replay, fixture
+from tests.studio.studio_fake import EMAIL, PASSWORD
 
 T = TypeVar("T")
 ORG = "36be9f4a-dc6d-42a4-a346-3c26a1e682a1"
@@ -249,7 +250,9 @@ def test_every_pipeline_list_names_the_organization(policy: RetryPolicy) -> None
 
 def test_reads_after_a_500_are_retried_on_a_fresh_connection(policy: RetryPolicy) -> None:
     # errors-500-then-connection-reset: the request after an unhandled 500 meets a reset.
-    reset = {"method": "GET", "path": "/api/v1/policies", "raise": True}
+    recorded = fixture("errors-500-then-connection-reset")
+    assert recorded["status"] is None  # no answer: the connection was reset
+    reset = {"method": recorded["method"], "path": recorded["path"], "raise": True}
     empty = {
         "method": "GET",
         "path": "/api/v1/policies",
@@ -259,3 +262,118 @@ def test_reads_after_a_500_are_retried_on_a_fresh_connection(policy: RetryPolicy
     replay = Replay(*SCOPE, answers=[reset, empty])
     assert with_api(replay, policy, lambda api: api.policies.list_all()) == []
     assert [r.url.path for r in replay.sent].count("/api/v1/policies") == 2
+
+
+def test_a_graph_write_that_answers_200_but_skipped_inserts_is_reported(
+    policy: RetryPolicy,
+) -> None:
+    from kaizenctl.api.models import Graph, GraphEdge, GraphNode
+    from kaizenctl.api.studio import GraphNotStoredError
+
+    recorded = fixture("pipelines-graph-put-partial-failure")
+    stored = recorded["response_body"]
+    pipeline_id = stored["data"]["id"]
+    before = {
+        "method": "GET",
+        "path": f"/api/v1/pipelines/{pipeline_id}",
+        "status": 200,
+        "response_body": {"data": {**stored["data"], "nodes": [], "connections": []}},
+    }
+    after = {**before, "response_body": stored}
+    replay = Replay("auth-users-me", answers=[before, recorded, after])
+    graph = Graph(
+        nodes=[
+            GraphNode(id="c", node_type="agent"),
+            GraphNode(id="collides", node_type="agent"),
+            GraphNode(id="d", node_type="agent"),
+        ],
+        edges=[GraphEdge(source_node_id="c", target_node_id="collides")],
+    )
+    with pytest.raises(GraphNotStoredError) as caught:
+        with_api(replay, policy, lambda api: api.pipelines.put_graph(pipeline_id, graph))
+    message = str(caught.value)
+    assert "node collides was not stored" in message
+    assert "edge c → collides was not stored" in message
+    (sent,) = replay.bodies("PUT", f"/api/v1/pipelines/{pipeline_id}/graph")
+    # Labels carry the manifest ids; the stored ids are derived per pipeline.
+    assert [n["label"] for n in sent["nodes"]] == ["c", "collides", "d"]
+    assert all(n["id"] not in ("c", "collides", "d") for n in sent["nodes"])
+
+
+def test_archived_agents_stay_listed_and_are_left_out(policy: RetryPolicy) -> None:
+    recorded = fixture("agents-list-status-archived")
+    assert [a["status"] for a in recorded["response_body"]["records"]] == ["archived"]
+    replay = Replay(*SCOPE, "agents-list-status-archived")
+    assert with_api(replay, policy, lambda api: api.agents.list_all()) == []
+
+
+def test_the_probe_tells_a_studio_server_from_a_contract_one(policy: RetryPolicy) -> None:
+    from kaizenctl.api.connect import detect_dialect
+
+    studio = Replay("pipelines-patterns")
+    assert run(detect_dialect(SETTINGS, transport=studio.transport(), policy=policy)) == "studio"
+    assert [r.headers.get("authorization") for r in studio.sent] == [None]
+    contract = Replay(
+        answers=[
+            {
+                "method": "GET",
+                "path": "/api/v1/pipelines/patterns",
+                "status": 401,
+                "response_body": {"detail": "Not authenticated"},
+            }
+        ]
+    )
+    assert run(detect_dialect(SETTINGS, transport=contract.transport(), policy=policy)) == (
+        "contract"
+    )
+
+
+def test_a_new_agent_version_sends_a_json_body_and_reads_its_snapshot(
+    policy: RetryPolicy,
+) -> None:
+    recorded = fixture("agent-versions-create")
+    agent_id = recorded["response_body"]["agent_id"]
+    empty = fixture("agent-versions-list-empty")
+    empty["path"] = f"/api/v1/agents/{agent_id}/versions"
+    replay = Replay(answers=[empty, recorded])
+    version = with_api(replay, policy, lambda api: api.agents.create_version(agent_id))
+    assert version.version == 1
+    assert version.snapshot["temperature"] == 0.20000000298023224
+    assert replay.bodies("POST", f"/api/v1/agents/{agent_id}/versions") == [{}]
+
+
+def test_lists_page_until_a_short_page_since_total_is_the_page_length(
+    policy: RetryPolicy,
+) -> None:
+    from tests.studio.studio_fake import FakeStudio
+
+    studio = FakeStudio()
+    for number in range(150):
+        policy_id = studio.new_id()
+        studio.policies[policy_id] = {
+            "id": policy_id,
+            "organization_id": studio.users[next(iter(studio.users))]["organization_id"],
+            "name": f"p{number}",
+            "description": "",
+            "resource_type": "agent",
+            "action": "execute",
+            "effect": "deny",
+            "conditions": {},
+        }
+    settings = ConnectionSettings(
+        api_url="http://127.0.0.1:9",
+        email=EMAIL,
+        password=PASSWORD,
+        dialect="studio",
+        workspace="w",
+    )
+
+    async def go() -> int:
+        api = await connect_studio(settings, transport=studio.transport(), policy=policy)
+        try:
+            return len(await api.policies.list_all())
+        finally:
+            await api.aclose()
+
+    assert run(go()) == 150
+    assert studio.count("GET", "/policies") == 2

@@ -62,7 +62,9 @@ class Capabilities:
 
 CONTRACT_CAPABILITIES = Capabilities(
     dialect="contract",
-    kinds=frozenset({"Agent", "Pipeline", "Policy", "Deployment"}),
+    # Gateways and agent deployments are refused by the rollout planner, which knows that a
+    # connection without gateway services cannot hold them (kaizenctl.reconcile.diff).
+    kinds=frozenset({"Agent", "Pipeline", "Policy", "Deployment", "Gateway"}),
     limits=(
         FieldLimit(
             "Agent",
@@ -86,12 +88,15 @@ _STUDIO_NAME_CHARACTERS = "this server accepts only lowercase letters, '_' and '
 
 STUDIO_CAPABILITIES = Capabilities(
     dialect="studio",
-    kinds=frozenset({"Agent", "Pipeline", "Policy"}),
-    refused_kinds={
-        "Deployment": "this server deploys agents onto gateways, not pipelines: no endpoint "
-        "takes a pipeline, so a Deployment manifest cannot be held (see docs/dialects.md)",
-    },
+    kinds=frozenset({"Agent", "Pipeline", "Policy", "Deployment", "Gateway"}),
     limits=(
+        FieldLimit(
+            "Deployment",
+            "pipeline",
+            "this server deploys agents onto gateways, not pipelines: no endpoint takes a "
+            "pipeline; deploy an agent instead (`agent:`, see docs/deployments-on-gateways.md)",
+            refused_if_set=True,
+        ),
         FieldLimit(
             "Agent",
             "provider",

@@ -161,8 +161,7 @@ def _describe_transport_error(exc: httpx.TransportError, base_url: str) -> tuple
     if failure == "refused":
         return (
             f"connection refused: nothing listens at {where}",
-            "is the server running, and are the host and port in --api-url / "
-            "KAIZEN_API_URL right?",
+            "is the server running, and are the host and port in --api-url / KAIZEN_API_URL right?",
         )
     if failure in ("unresolved", "resolver-busy"):
         return (

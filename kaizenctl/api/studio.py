@@ -46,6 +46,7 @@ from kaizenctl.api.errors import (
     PermissionDeniedError,
     ResponseFormatError,
 )
+from kaizenctl.api.gateways import StudioRollout
 from kaizenctl.api.httplog import http_logger
 from kaizenctl.api.models import (
     Agent,
@@ -1052,7 +1053,8 @@ class StudioPolicies:
 
 
 class StudioDeployments:
-    """No pipeline deployments exist on this server; Deployment manifests are refused at plan."""
+    """No pipeline deployments exist on this server (a pipeline Deployment is refused at plan);
+    agents on gateways are ``StudioApi.rollout``'s."""
 
     def __init__(self, session: ApiSession) -> None:
         self.session = session
@@ -1195,6 +1197,8 @@ class StudioApi:
         self._pipelines = StudioPipelines(session, self.scope)
         self._policies = StudioPolicies(session, self.scope)
         self._deployments = StudioDeployments(session)
+        # Agents on gateways: what this server deploys (kaizenctl.reconcile.rollout).
+        self._rollout = StudioRollout(session)
         session.renewer = self._auth.renew
 
     @property
@@ -1216,6 +1220,10 @@ class StudioApi:
     @property
     def auth(self) -> StudioAuth:
         return self._auth
+
+    @property
+    def rollout(self) -> StudioRollout:
+        return self._rollout
 
     @property
     def capabilities(self) -> Capabilities:

@@ -339,7 +339,7 @@ def test_a_set_the_server_cannot_hold_fails_at_plan_with_file_line_and_zero_writ
     capsys.readouterr()
     assert ws.run("apply", "--auto-approve", str(manifest)) == 1
     err = capsys.readouterr().err
-    for line in (6, 13, 14, 22, 24, 26):
+    for line in (6, 13, 14, 22, 24, 30):
         assert re.search(rf"{re.escape(str(manifest))}:{line}:\d+: ", err), (line, err)
     assert ws.account.call("GET", "/workspaces") == workspaces_before
     assert ws.policies() == policies_before

@@ -367,6 +367,13 @@ class FakeStudio:
             return self._pipelines(method, parts, query, body, user)
         if head == "policies":
             return self._policies(method, parts, query, body, user)
+        # Agents on gateways are tests/studio/rollout_fake.py's; here there are none.
+        if parts == ["gateways"] and method == "GET":
+            return Reply(200, {"gateways": []})
+        if parts == ["deployments"] and method == "GET":
+            return Reply(200, {"deployments": []})
+        if parts == ["promotions"] and method == "GET":
+            return Reply(200, [])
         return error(404, "NOT_FOUND", "Not Found")
 
     def _paged(

@@ -69,7 +69,8 @@ def test_an_unholdable_set_fails_at_plan_with_file_line_and_zero_writes(
             21: "Pipeline/archived-one: status",
             29: "Policy/two-actions: actions",
             31: "Policy/two-actions: conditions[0].operator",
-            33: "Deployment/support-dev: this server deploys agents onto gateways",
+            37: "Deployment/support-dev: pipeline: 'configured' cannot be held by this server: "
+            "this server deploys agents onto gateways",
         }
         for line, text in expected.items():
             assert re.search(rf"{re.escape(str(manifest))}:{line}:\d+: {re.escape(text)}", err), (

@@ -183,6 +183,7 @@ KINDS: dict[str, KindInfo] = {
                 "max_tokens",
                 "tools",
                 "is_active",
+                "agent_type",
             ),
             set_fields=frozenset({"tools"}),
             service=lambda api: api.agents,

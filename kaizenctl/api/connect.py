@@ -1,7 +1,11 @@
 """The single entry point to a server: settings in, an authenticated ``KaizenApi`` out.
 
-This is the one place that picks the dialect (``contract_v1``), so callers
-never name one.
+This is the one place that picks the dialect (``contract_v1`` or ``studio``),
+so callers never name one. ``auto`` asks the server once, before logging in:
+``GET /api/v1/pipelines/patterns`` is answered without a token by the shipped
+Kaizen Studio backend only (a CONTRACT.md server has no such path and wants a
+token everywhere else), so its answer tells the two apart. The choice is logged
+at ``-v``.
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from kaizenctl.api import studio
 from kaizenctl.api.contract_v1 import API_PREFIX, ContractV1Api, base_url
 from kaizenctl.api.errors import ApiError, ResponseFormatError
+from kaizenctl.api.httplog import http_logger
 from kaizenctl.api.retry import RetryPolicy
 from kaizenctl.api.service import KaizenApi
 from kaizenctl.api.session import ApiSession, TokenState, tls_verification
 from kaizenctl.api.settings import ConnectionSettings
+
+_log = http_logger()
 
 
 async def connect_v1(
@@ -72,18 +80,93 @@ def _explained(error: ApiError, api_url: str) -> ApiError:
     return error.with_hint(hint)
 
 
+def _session(
+    settings: ConnectionSettings,
+    transport: httpx.AsyncBaseTransport | None,
+    policy: RetryPolicy | None,
+) -> ApiSession:
+    return ApiSession(
+        studio.base_url(settings.api_url),
+        parallelism=settings.parallelism,
+        timeout=settings.timeout,
+        verify=tls_verification(settings.ca_bundle),
+        transport=transport,
+        policy=policy,
+        tokens=TokenState(settings.token, settings.refresh_token),
+    )
+
+
+async def connect_studio(
+    settings: ConnectionSettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    policy: RetryPolicy | None = None,
+) -> studio.StudioApi:
+    """Like ``connect``, for a shipped Kaizen Studio server, typed as that dialect."""
+    settings.require_auth()
+    session = _session(settings, transport, policy)
+    try:
+        api = studio.StudioApi(
+            session,
+            api_url=settings.api_url,
+            workspace=settings.workspace,
+            email=settings.email,
+            password=settings.password,
+        )
+        if not settings.token:
+            # Once per run: this server allows 10 logins a minute per address.
+            await api.auth.log_in_with_credentials()
+    except ApiError as error:
+        await session.aclose()
+        raise _explained(error, settings.api_url) from None
+    except BaseException:
+        await session.aclose()
+        raise
+    return api
+
+
+async def detect_dialect(
+    settings: ConnectionSettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    policy: RetryPolicy | None = None,
+) -> str:
+    """``contract`` or ``studio``, by one unauthenticated request."""
+    session = _session(settings, transport, policy)
+    try:
+        found = "studio" if await studio.looks_like_studio(session) else "contract"
+    finally:
+        await session.aclose()
+    _log.info(
+        "dialect: %s (GET %s%s %s)",
+        found,
+        studio.API_PREFIX,
+        studio.PROBE_PATH,
+        "answered with its patterns" if found == "studio" else "is not a Kaizen Studio path",
+    )
+    return found
+
+
 async def connect(
     settings: ConnectionSettings,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     policy: RetryPolicy | None = None,
 ) -> KaizenApi:
-    """Open a connection, logging in with email and password when no token was given.
+    """Open a connection in the settings' dialect, logging in when no token was given.
 
     ``transport`` replaces the network (tests pass ``httpx.MockTransport``);
     ``policy`` replaces the retry timing. Close the result with ``aclose``, or
     use ``open_api``.
     """
+    settings.require_auth()
+    dialect = settings.dialect
+    if dialect == "auto":
+        dialect = await detect_dialect(settings, transport=transport, policy=policy)
+    else:
+        _log.info("dialect: %s (as set)", dialect)
+    if dialect == "studio":
+        return await connect_studio(settings, transport=transport, policy=policy)
     return await connect_v1(settings, transport=transport, policy=policy)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from kaizenctl.api.capabilities import CONTRACT_CAPABILITIES, Capabilities
 from kaizenctl.api.crud import (
     DeploymentLedger,
     NamedResourceService,
@@ -460,6 +461,10 @@ class ContractV1Api:
     @property
     def auth(self) -> AuthV1:
         return self._auth
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return CONTRACT_CAPABILITIES
 
     @property
     def server_identity(self) -> str:

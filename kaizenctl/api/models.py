@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Provider = Literal["openai", "anthropic", "azure", "ollama"]
+# The studio dialect's agent types (additive manifest field; the contract has none).
+AgentType = Literal["chat", "task", "pipeline", "custom"]
 PipelineStatus = Literal["draft", "active", "archived"]
 NodeType = Literal["agent", "supervisor", "router", "synthesizer", "connector"]
 Environment = Literal["development", "staging", "production"]
@@ -51,12 +53,15 @@ class Agent(ApiObject):
     name: str
     description: str | None = None
     system_prompt: str
-    provider: str
+    # None where the server has no such field (the studio dialect stores only a model id).
+    provider: str | None = None
     model: str
     temperature: float = 0.7
     max_tokens: int | None = None
     tools: list[str] = Field(default_factory=list)
     is_active: bool = True
+    # None where the server has none (the contract) or it is the server's default.
+    agent_type: str | None = None
     organization_id: str = ""
     created_by_id: str = ""
     created_at: str = ""

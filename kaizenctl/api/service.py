@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from kaizenctl.api.capabilities import Capabilities
 from kaizenctl.api.models import (
     Agent,
     AgentVersion,
@@ -120,6 +121,11 @@ class KaizenApi(Protocol):
     def deployments(self) -> DeploymentService: ...
     @property
     def policies(self) -> PolicyService: ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this server can hold; the planner refuses the rest at plan."""
+        ...
 
     @property
     def server_identity(self) -> str:

@@ -49,6 +49,15 @@ from kaizenctl.api.transport import KaizenTransport
 from kaizenctl.redact import register_secret
 
 Renewer = Callable[[], Awaitable[None]]
+# Reads a failed answer's JSON body into the ``detail`` of kaizenctl.api.errors.
+ErrorReader = Callable[[Any], Any]
+
+
+def contract_error_detail(body: Any) -> Any:
+    """CONTRACT.md's error body: ``{"detail": "text" | [{loc, msg, type}]}``."""
+    return body.get("detail") if isinstance(body, dict) else None
+
+
 # 401s one request may meet before giving up: each renewal by another request allows one more.
 MAX_REFUSALS = 4
 # Answers that mean "too many requests at once": the adaptive limit halves on them.
@@ -152,8 +161,7 @@ def _describe_transport_error(exc: httpx.TransportError, base_url: str) -> tuple
     if failure == "refused":
         return (
             f"connection refused: nothing listens at {where}",
-            "is the server running, and are the host and port in --api-url / "
-            "KAIZEN_API_URL right?",
+            "is the server running, and are the host and port in --api-url / KAIZEN_API_URL right?",
         )
     if failure in ("unresolved", "resolver-busy"):
         return (
@@ -199,6 +207,8 @@ class ApiSession:
         self.tokens = tokens or TokenState()
         self.renewer: Renewer | None = None
         self.concurrency = AdaptiveLimit(parallelism)
+        # A dialect whose error bodies differ from the contract's replaces this.
+        self.error_detail: ErrorReader = contract_error_detail
         self._renew_lock = asyncio.Lock()
         # The token whose renewal failed, and why: waiters re-raise instead of trying again.
         self._renew_failure: tuple[str | None, ApiError] | None = None
@@ -399,13 +409,12 @@ class ApiSession:
     def _error(
         self, method: str, shown_path: str, response: httpx.Response, *, hint: str = ""
     ) -> ApiError:
-        detail: Any = None
+        body: Any
         try:
             body = response.json()
         except ValueError:
             body = None
-        if isinstance(body, dict):
-            detail = body.get("detail")
+        detail = self.error_detail(body)
         return error_for_status(
             method,
             shown_path,

@@ -24,6 +24,13 @@ ENV_TOKEN = "KAIZEN_TOKEN"
 ENV_REFRESH_TOKEN = "KAIZEN_REFRESH_TOKEN"
 ENV_EMAIL = "KAIZEN_EMAIL"
 ENV_PASSWORD = "KAIZEN_PASSWORD"
+ENV_DIALECT = "KAIZEN_DIALECT"
+ENV_WORKSPACE = "KAIZEN_WORKSPACE"
+
+# Which API a server speaks: CONTRACT.md ("contract"), the shipped Kaizen Studio
+# backend ("studio"), or "auto" (ask the server once; see kaizenctl.api.connect).
+DIALECTS = ("contract", "studio", "auto")
+DEFAULT_DIALECT = "auto"
 
 # A ceiling: requests in flight start at 10 and adapt up to it (kaizenctl.api.concurrency).
 DEFAULT_PARALLELISM = 64
@@ -47,6 +54,11 @@ class ConnectionSettings:
     ca_bundle: str | None = None
     parallelism: int = DEFAULT_PARALLELISM
     timeout: float = DEFAULT_TIMEOUT
+    # A library caller that builds settings itself speaks the contract unless it says so;
+    # the command line (settings_from_env) defaults to auto.
+    dialect: str = "contract"
+    # The workspace everything is created in and read from, by name (studio dialect).
+    workspace: str | None = None
 
     def __post_init__(self) -> None:
         for secret in (self.token, self.refresh_token, self.password):
@@ -62,6 +74,12 @@ class ConnectionSettings:
             raise UsageError(f"{ENV_PASSWORD} is set but {ENV_EMAIL} is not: set both")
         if self.email and not self.password:
             raise UsageError(f"{ENV_EMAIL} is set but {ENV_PASSWORD} is not: set both")
+        if self.dialect not in DIALECTS:
+            raise UsageError(
+                f"--dialect / {ENV_DIALECT} {self.dialect!r} is not one of {', '.join(DIALECTS)}"
+            )
+        if self.workspace is not None and not self.workspace.strip():
+            raise UsageError(f"--workspace / {ENV_WORKSPACE} must not be blank")
 
     @property
     def has_credentials(self) -> bool:
@@ -111,6 +129,8 @@ def settings_from_env(
     ca_bundle: str | None = None,
     parallelism: int = DEFAULT_PARALLELISM,
     timeout: float = DEFAULT_TIMEOUT,
+    dialect: str | None = None,
+    workspace: str | None = None,
     environ: Mapping[str, str] | None = None,
     require_auth: bool = True,
 ) -> ConnectionSettings:
@@ -134,6 +154,8 @@ def settings_from_env(
         ca_bundle=ca_bundle,
         parallelism=parallelism,
         timeout=timeout,
+        dialect=dialect or read(ENV_DIALECT) or DEFAULT_DIALECT,
+        workspace=workspace or read(ENV_WORKSPACE),
     )
     if require_auth:
         settings.require_auth()

@@ -32,12 +32,23 @@ ENVIRONMENT_HELP = """Environment variables:
   KAIZEN_REFRESH_TOKEN   refresh token, used when the access token expires
   KAIZEN_EMAIL           login email, with KAIZEN_PASSWORD
   KAIZEN_PASSWORD        login password
+  KAIZEN_DIALECT         contract, studio or auto (the default): the API the server speaks
+  KAIZEN_WORKSPACE       studio dialect: the workspace managed, by name (--workspace wins)
   KAIZEN_SERVE_PASSWORD  serve: the development user's password (see --password-env)
   NO_COLOR               any non-empty value turns colour off, as --no-color does
   ${VAR} in manifests    each variable a manifest names (secrets; never printed)
 """
 
-CONNECTION_OPTION_NAMES = ("api_url", "insecure", "ca_bundle", "parallelism", "timeout", "verbose")
+CONNECTION_OPTION_NAMES = (
+    "api_url",
+    "insecure",
+    "ca_bundle",
+    "parallelism",
+    "timeout",
+    "verbose",
+    "dialect",
+    "workspace",
+)
 
 
 def connection_options(command: F) -> F:
@@ -79,6 +90,20 @@ def connection_options(command: F) -> F:
             show_default=True,
             help="Seconds to wait for each HTTP answer.",
         ),
+        click.option(
+            "--dialect",
+            type=click.Choice(["contract", "studio", "auto"]),
+            default=None,
+            help="The API the server speaks: CONTRACT.md, the shipped Kaizen Studio backend, "
+            "or auto (one request tells them apart) [env: KAIZEN_DIALECT; default: auto].",
+        ),
+        click.option(
+            "--workspace",
+            metavar="NAME",
+            default=None,
+            help="Studio dialect: the workspace to manage, by name; apply creates it when "
+            "missing [env: KAIZEN_WORKSPACE].",
+        ),
         verbose_option(),
     ]
     for decorator in reversed(decorators):
@@ -101,6 +126,8 @@ def settings_from_options(
     parallelism: int = DEFAULT_PARALLELISM,
     timeout: float = DEFAULT_TIMEOUT,
     verbose: int = 0,
+    dialect: str | None = None,
+    workspace: str | None = None,
     require_auth: bool = True,
     **_other_options: Any,
 ) -> ConnectionSettings:
@@ -119,5 +146,7 @@ def settings_from_options(
         ca_bundle=ca_bundle,
         parallelism=parallelism,
         timeout=timeout,
+        dialect=dialect,
+        workspace=workspace,
         require_auth=require_auth,
     )

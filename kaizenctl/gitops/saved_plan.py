@@ -2,7 +2,8 @@
 
 The file (JSON, ``format_version`` 2) holds:
 
-- ``server`` and ``organization_id``: where the plan was made;
+- ``server``, ``dialect`` and ``organization_id``: where the plan was made, and in which
+  API dialect (a plan made in one is refused in another);
 - ``desired``: the manifests the plan was made from (``${VAR}`` values as their templates);
 - ``plan``: the plan value itself, actions with their payloads;
 - ``fingerprints``: one per live resource the plan read (``gitops.fingerprint``),
@@ -67,6 +68,8 @@ class SavedPlan(BaseModel):
     created_at: str
     kaizenctl_version: str
     server: str
+    # Files from before dialects were recorded were all made against the contract.
+    dialect: str = "contract"
     organization_id: str
     graphs_read: tuple[str, ...]
     fingerprints: dict[str, str]
@@ -145,6 +148,7 @@ def build_saved_plan(
     live: LiveSnapshot,
     resources: list[Resource],
     environ: Mapping[str, str] | None = None,
+    dialect: str = "contract",
 ) -> SavedPlan:
     """The saved-plan value; ``UsageError`` if a secret could not be kept out of it."""
     environ = os.environ if environ is None else environ
@@ -157,6 +161,7 @@ def build_saved_plan(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "kaizenctl_version": __version__,
         "server": server,
+        "dialect": dialect,
         "organization_id": organization_id,
         "graphs_read": graphs_read(live),
         "fingerprints": live_fingerprints(live, shield),
@@ -250,6 +255,7 @@ async def save_plan(
         plan=plan,
         live=live,
         resources=resources,
+        dialect=api.capabilities.dialect,
     )
     write_saved_plan(saved, out_file)
     return saved
@@ -264,6 +270,12 @@ async def check_saved_plan(
     here = server_identity(api)
     if saved.server != here:
         raise UsageError(f"{refuse}: it was made for {saved.server}, not {here}")
+    dialect = api.capabilities.dialect
+    if saved.dialect != dialect:
+        raise UsageError(
+            f"{refuse}: it was made in the {saved.dialect} dialect, and this server is spoken "
+            f"to in the {dialect} dialect"
+        )
     user = await api.current_user()
     if saved.organization_id != user.organization_id:
         raise UsageError(

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from kaizenctl.api.models import (
+    AgentType,
     ConditionOperator,
     Effect,
     Environment,
@@ -50,12 +51,16 @@ class Metadata(ManifestModel):
 class AgentSpec(ManifestModel):
     description: str | None = None
     system_prompt: str = Field(min_length=1)
-    provider: Provider
+    # Required by a CONTRACT.md server, refused by one that cannot store it; the
+    # server's capability table decides at plan (kaizenctl.reconcile.holdable).
+    provider: Provider | None = None
     model: str = Field(min_length=1)
     temperature: StrictNumber = Field(default=0.7, ge=0, le=2)
     max_tokens: StrictInt | None = Field(default=None, ge=1)
     tools: list[str] = Field(default_factory=list)
     is_active: StrictBool = True
+    # Additive: the studio dialect's agent type (default chat there); fixed once created.
+    agent_type: AgentType | None = None
 
     @field_validator("tools")
     @classmethod

@@ -8,7 +8,7 @@ normalize), ``diff`` (build the plan value), ``apply`` (execute it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kaizenctl.api.service import KaizenApi
 from kaizenctl.manifests.models import Resource
@@ -20,6 +20,7 @@ from kaizenctl.reconcile.apply import (
     execute_plan,
 )
 from kaizenctl.reconcile.diff import PlanOptions, build_plan
+from kaizenctl.reconcile.holdable import canonical, check_holdable
 from kaizenctl.reconcile.live import LiveSnapshot, fetch_live
 from kaizenctl.reconcile.plan import Plan
 from kaizenctl.reconcile.state import desired_state
@@ -47,8 +48,10 @@ async def plan_async(
     api: KaizenApi, resources: list[Resource], options: PlanOptions | None = None
 ) -> tuple[Plan, LiveSnapshot]:
     """Fetch live state and diff it against ``resources``. Writes nothing."""
-    options = options or PlanOptions()
-    desired = desired_state(resources)
+    options = replace(options or PlanOptions(), replace_on_change=dict(api.capabilities.immutable))
+    # What the server cannot hold is refused before anything is read.
+    check_holdable(resources, api.capabilities)
+    desired = desired_state(canonical(resources, api.capabilities))
     wanted_pipelines = set(desired.of_kind("Pipeline"))
     live = await fetch_live(
         api,

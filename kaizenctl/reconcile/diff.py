@@ -12,7 +12,7 @@ never answers 409.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,9 @@ class PlanOptions:
     # "Kind/name" (Deployments: "Deployment/<metadata.name>"); empty means everything.
     targets: frozenset[str] = frozenset()
     allow_delete_all: bool = False
+    # (kind, field) -> why the server cannot change it: a change replaces the resource.
+    # Filled from the server's capability table by ``plan_async``.
+    replace_on_change: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 def _canonical(value: Any) -> str:
@@ -263,6 +266,9 @@ class _Builder:
     # applied; and those whose version this plan moves.
     expected_versions: dict[str, int] = field(default_factory=dict)
     changed_versions: set[str] = field(default_factory=set)
+    # Resources this plan deletes and creates again ("Kind/name"; a field the server cannot
+    # change moved): every graph that names one is rewritten to point at the new one.
+    replaced: set[str] = field(default_factory=set)
 
     def add(self, action: Action) -> None:
         self.actions[action.id] = action
@@ -309,6 +315,15 @@ class _Builder:
             return
 
         changes = field_changes(want.fields, have.fields, sensitive)
+        fixed = [
+            self.options.replace_on_change[(kind, c.field)]
+            for c in changes
+            if (kind, c.field) in self.options.replace_on_change
+        ]
+        # (A resource with a graph is never replaced: its dependents would be lost.)
+        if fixed and want.graph is None:
+            self._replace(kind, want, have, changes, fixed[0])
+            return
         if changes:
             update = _write(
                 "update",
@@ -328,6 +343,43 @@ class _Builder:
                 self.changed_versions.add(want.name)
             self.expected_versions[want.name] = version
 
+    def _replace(
+        self,
+        kind: str,
+        want: ObjectState,
+        have: ObjectState,
+        changes: list[FieldChange],
+        why: str,
+    ) -> None:
+        """Delete and create again: ``why`` says which field the server cannot change."""
+        assert have.live_id is not None
+        resource = want.resource
+        delete = Action(
+            id=action_id("delete", kind, want.name),
+            verb="delete",
+            kind=kind,
+            name=want.name,
+            summary=f"replace {kind}/{want.name}: delete it ({why})",
+            changes=tuple(changes),
+            live_id=have.live_id,
+            payload={"replace": True},
+            source=_source(resource),
+        )
+        create = Action(
+            id=action_id("create", kind, want.name),
+            verb="create",
+            kind=kind,
+            name=want.name,
+            summary=f"replace {kind}/{want.name}: create it again",
+            changes=tuple(changes),
+            depends_on=(delete.id,),
+            payload={"fields": {"name": want.name, **want.fields}, "replace": True},
+            source=_source(resource),
+        )
+        self.add(delete)
+        self.add(create)
+        self.replaced.add(f"{kind}/{want.name}")
+
     def _graph(
         self, info: KindInfo, want: ObjectState, have: ObjectState | None, depends: list[str]
     ) -> bool:
@@ -342,6 +394,18 @@ class _Builder:
         )
         live_graph = have.graph if have else None
         diff = graph_diff(want.graph, live_graph, sensitive, node_paths)
+        if live_graph is not None:
+            # A replaced agent has a new id: nodes naming it must be written again.
+            repointed = [
+                FieldChange(
+                    field=f"nodes.{node_id}.agent",
+                    before=f"{node.agent} (the agent being replaced)",
+                    after=node.agent,
+                )
+                for node_id, node in want.graph.nodes.items()
+                if f"Agent/{node.agent}" in self.replaced and node_id in live_graph.nodes
+            ]
+            diff = GraphDiff([*diff.changes, *repointed], diff.behavioural or bool(repointed))
         if not diff.changes:
             return False
         # Rewriting the nodes of a pipeline whose fields change too is one more write; order
@@ -612,7 +676,12 @@ class _Builder:
         if self.options.allow_delete_all:
             return
         for kind, info in KINDS.items():
-            deletes = [a for a in self.actions.values() if a.verb == "delete" and a.kind == kind]
+            # A replace's delete is followed by a create: it does not empty the kind.
+            deletes = [
+                a
+                for a in self.actions.values()
+                if a.verb == "delete" and a.kind == kind and not a.payload.get("replace")
+            ]
             listed = self.live.state.of_kind(kind)
             if info.service is None and not listed:
                 # A slot kind: its running slots (gateways are listed like named kinds).

@@ -76,6 +76,8 @@ def test_item14_a_connection_failure_is_a_json_error_on_stdout(
     monkeypatch.setenv("KAIZEN_EMAIL", "dev@kaizen.local")
     monkeypatch.setenv("KAIZEN_PASSWORD", "not-printed-anywhere")
     monkeypatch.delenv("KAIZEN_TOKEN", raising=False)
+    # The contract's first request is the login (with auto it would be the dialect probe).
+    monkeypatch.setenv("KAIZEN_DIALECT", "contract")
 
     assert main(["plan", "--detailed-exitcode", "--format=json", str(EXAMPLES)]) == 1
 

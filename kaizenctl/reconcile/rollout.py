@@ -145,7 +145,9 @@ def snapshot_matches(snapshot: dict[str, Any], agent: Agent) -> bool:
         return False
     for key, value in snapshot.items():
         name = SNAPSHOT_FIELDS.get(key)
-        if name is None or name == "name":
+        # The name does not change what runs; agent_type cannot change once created (and a
+        # dialect may read its server default back as unset).
+        if name is None or name in ("name", "agent_type"):
             continue
         current = getattr(agent, name, None)
         if not _same(value, current):

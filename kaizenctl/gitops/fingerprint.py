@@ -106,6 +106,26 @@ def live_fingerprints(live: LiveSnapshot, shield: SecretShield | None = None) ->
         # A slot whose deployments all stopped or failed runs nothing: it is not a resource.
         if slot.running_ids:
             prints[f"Deployment/{key}"] = _digest(slot_view(slot))
+    if live.rollout is not None:
+        # Gateways (their stored description carries the key's stamp, so a key rotated by
+        # hand shows too), every active agent deployment, and the promotions that wait or
+        # were refused: what a saved plan's deploys and promotions were planned against.
+        for gateway in live.rollout.gateways:
+            prints[f"Gateway/{gateway.name}"] = _digest(gateway.model_dump())
+        prints["Deployment/@agents-on-gateways"] = _digest(
+            {
+                "active": sorted(
+                    (d.id, d.agent_id, d.gateway_id, d.agent_version_id or "")
+                    for d in live.rollout.deployments
+                    if d.status == "active"
+                ),
+                "promotions": sorted(
+                    (p.id, p.status)
+                    for p in live.rollout.promotions
+                    if p.status in ("pending", "rejected")
+                ),
+            }
+        )
     return dict(sorted(prints.items()))
 
 

@@ -145,7 +145,9 @@ def snapshot_matches(snapshot: dict[str, Any], agent: Agent) -> bool:
         return False
     for key, value in snapshot.items():
         name = SNAPSHOT_FIELDS.get(key)
-        if name is None or name == "name":
+        # The name does not change what runs; agent_type cannot change once created (and a
+        # dialect may read its server default back as unset).
+        if name is None or name in ("name", "agent_type"):
             continue
         current = getattr(agent, name, None)
         if not _same(value, current):
@@ -230,6 +232,18 @@ class RolloutPlanner:
                     for d in self.live.deployments
                     if d.gateway_id == gateway.id and d.status == ACTIVE
                 ]
+                if any(
+                    d.gateway_id == gateway.id
+                    and d.status == ACTIVE
+                    and d.agent_id not in {a.id for a in self.agents.values()}
+                    for d in self.live.deployments
+                ):
+                    self.errors.append(
+                        f"Gateway/{name} is in no manifest, but agents this set does not manage "
+                        "are deployed on it: it is not deleted (remove it with --prune once "
+                        "nothing else runs there)"
+                    )
+                    continue
                 production = gateway.environment == PRODUCTION
                 self.actions.append(
                     Action(
@@ -376,9 +390,12 @@ class RolloutPlanner:
             spec = resource.spec
             assert isinstance(spec, DeploymentSpec)
             claimed.update(self._deployment(key, resource, spec))
+        ours = {agent.id for agent in self.agents.values()}
         for deployment in sorted(self.live.deployments, key=_deployed_order):
             if deployment.status != ACTIVE or deployment.id in claimed:
                 continue
+            if deployment.agent_id not in ours:
+                continue  # an agent outside what this connection manages (another workspace)
             label = self._live_label(deployment)
             self.unmanaged.append(Unmanaged(kind="Deployment", name=label, live_id=deployment.id))
             if self.prune:

@@ -144,9 +144,14 @@ class _Error(Exception):
         self.body = {"error": {"code": code, "message": message}}
 
 
-def _handler(
+def rollout_routes(
     state: FakeState, agent_source: Callable[[str], dict[str, Any]]
-) -> type[BaseHTTPRequestHandler]:
+) -> Callable[[str, str, Any], tuple[int, Any]]:
+    """``(method, path, body) -> (status, answer)`` for /gateways, /deployments, /promotions.
+
+    Callers hold ``state.lock``; another fake can mount these routes in-process.
+    """
+
     def gateway_call(gateway_id: str, method: str, path: str, body: Any = None) -> httpx.Response:
         gateway = state.gateways[gateway_id]
         return httpx.request(
@@ -382,6 +387,20 @@ def _handler(
                 return 200, {**promotion, "found": True}
         raise _Error(404, "NOT_FOUND", "Not Found")
 
+    def answer(method: str, path: str, body: Any) -> tuple[int, Any]:
+        try:
+            return route(method, path, body)
+        except _Error as error:
+            return error.status, error.body
+
+    return answer
+
+
+def _handler(
+    state: FakeState, agent_source: Callable[[str], dict[str, Any]]
+) -> type[BaseHTTPRequestHandler]:
+    routes = rollout_routes(state, agent_source)
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -392,12 +411,10 @@ def _handler(
             path = self.path.split("?", 1)[0]
             with state.lock:
                 state.requests.append((self.command, path))
-                try:
-                    if not path.startswith(PREFIX):
-                        raise _Error(404, "NOT_FOUND", "Not Found")
-                    status, answer = route(self.command, path, body)
-                except _Error as error:
-                    status, answer = error.status, error.body
+                if path.startswith(PREFIX):
+                    status, answer = routes(self.command, path, body)
+                else:
+                    status, answer = 404, {"error": {"code": "NOT_FOUND", "message": "Not Found"}}
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -111,3 +111,29 @@ def test_a_promotion_waiting_for_approval_is_never_sent_to_execute() -> None:
     with pytest.raises(ApprovalRequiredError, match="never executes it"):
         _run(transport, lambda r: r.promotions.execute(pending))
     assert seen == []
+
+
+def test_a_recorded_snapshot_matches_the_agent_it_was_taken_of() -> None:
+    """``version: latest`` redeploys only when the agent changed since its snapshot."""
+    import json
+
+    from kaizenctl.api.models import Agent
+    from kaizenctl.reconcile.rollout import snapshot_matches
+
+    snapshot = json.loads(recorded("agent-versions-create")["response_body"]["config_snapshot"])
+    # As a dialect reads the agent back: float32 widened away, "" and 0 as unset, and the
+    # server's default agent type as unset.
+    agent = Agent(
+        id="a",
+        name="triage",
+        system_prompt="You triage.",
+        model="gpt-4o-mini",
+        provider="openai",
+        temperature=0.2,
+        max_tokens=512,
+        description=None,
+    )
+    assert snapshot_matches(snapshot, agent)
+    assert not snapshot_matches(snapshot, agent.model_copy(update={"system_prompt": "Changed"}))
+    assert not snapshot_matches(snapshot, agent.model_copy(update={"temperature": 0.3}))
+    assert not snapshot_matches({}, agent)

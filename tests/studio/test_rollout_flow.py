@@ -307,3 +307,41 @@ def test_apply_exits_3_while_a_promotion_awaits_approval(
     assert "Apply awaiting approval" in out
     _approve_all(s)
     assert main(["plan", "--detailed-exitcode", str(s.folder)]) == 0
+
+
+def test_a_saved_plan_keeps_no_gateway_key_and_is_refused_once_deployments_moved(
+    s: Studio, tmp_path: Path
+) -> None:
+    from kaizenctl.api.service import KaizenApi
+    from kaizenctl.errors import PlanError
+    from kaizenctl.gitops.saved_plan import load_saved_plan, save_plan
+    from kaizenctl.manifests.loader import load_manifests
+    from kaizenctl.reconcile import apply_plan_async, plan_async
+
+    resources = list(load_manifests([str(s.folder)]).resources)
+    plan_file = tmp_path / "plan.json"
+
+    async def save(api: KaizenApi) -> None:
+        plan, live = await plan_async(api, resources)
+        await save_plan(api, plan_file, plan, live, resources)
+
+    s.with_api(save)
+    text = plan_file.read_text()
+    assert all(key not in text for key in KEYS.values())
+    assert "${KAIZENCTL_TEST_PRODUCTION_GW_KEY}" in text
+
+    async def apply_saved(api: KaizenApi) -> ApplyResult:
+        plan, live = await load_saved_plan(api, plan_file)
+        return await apply_plan_async(api, plan, live)
+
+    result = s.with_api(apply_saved)
+    assert result.awaiting_approval
+    # The keys were restored from the environment for the creates.
+    prod = s.fake.gateway_named("prod-gw")
+    assert s.fake.state.keys[prod["id"]] == KEYS["production"]
+
+    s.with_api(save)
+    dev = s.fake.gateway_named("dev-gw")
+    s.fake.deploy_by_hand(s.agent_id(), dev["id"])
+    with pytest.raises(PlanError, match="Deployment/@agents-on-gateways: changed"):
+        s.with_api(lambda api: load_saved_plan(api, plan_file))

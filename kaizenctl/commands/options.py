@@ -33,6 +33,7 @@ ENVIRONMENT_HELP = """Environment variables:
   KAIZEN_EMAIL           login email, with KAIZEN_PASSWORD
   KAIZEN_PASSWORD        login password
   KAIZEN_SERVE_PASSWORD  serve: the development user's password (see --password-env)
+  KAIZEN_SET             the manifest set (--set wins; default: default)
   NO_COLOR               any non-empty value turns colour off, as --no-color does
   ${VAR} in manifests    each variable a manifest names (secrets; never printed)
 """

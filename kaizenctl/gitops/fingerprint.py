@@ -3,9 +3,10 @@
 A fingerprint is the sha256 of one live resource as the reconciler sees it
 (its normalized ``State`` entry, plus its id and version), so it changes exactly
 when something a plan depends on changes: a field, a node, an edge, the version
-counter, the id (deleted and re-created under the same name), or which
-deployment runs in a slot. Timestamps are left out on purpose: a server that
-touches ``updated_at`` without changing anything must not make a plan stale.
+counter, the id (deleted and re-created under the same name), which
+deployment runs in a slot, or which manifest sets own it. Timestamps are left
+out on purpose: a server that touches ``updated_at`` without changing anything
+must not make a plan stale.
 """
 
 from __future__ import annotations
@@ -67,9 +68,14 @@ def _digest(view: dict[str, Any]) -> str:
 def live_fingerprints(live: LiveSnapshot) -> dict[str, str]:
     """``Kind/name`` (deployments: ``Deployment/pipeline/environment``) -> fingerprint."""
     prints: dict[str, str] = {}
+    ownership = live.ownership
     for info in named_kinds():
         for name, item in live.state.of_kind(info.kind).items():
-            prints[f"{info.kind}/{name}"] = _digest(object_view(item))
+            view = object_view(item)
+            if ownership is not None and item.live_id is not None:
+                # Who owns it decides what prune may delete: a move between sets moves it.
+                view["owners"] = sorted(ownership.owners_of(info.kind, item.live_id))
+            prints[f"{info.kind}/{name}"] = _digest(view)
     for key, slot in live.state.deployments.items():
         # A slot whose deployments all stopped or failed runs nothing: it is not a resource.
         if slot.running_ids:

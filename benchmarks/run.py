@@ -24,8 +24,10 @@ the server's work never lands on the client's clock), and measures, each run
 Requests are counted from the server's request log. The lower bounds:
 
 * minimum requests (CONTRACT.md): a plan needs a login, every list page
-  (``ceil(n / 100)``, at least one per kind) and, per pipeline, its nodes and
-  its connections. An apply from empty needs that plan, one create per
+  (``ceil(n / 100)``, at least one per kind), the set's records (one list,
+  docs/ownership.md) and, per pipeline, its nodes and its connections. An apply
+  from empty needs that plan, the set lock (take and release), the ownership
+  record written before the first create and confirmed after, one create per
   resource, one graph write per pipeline, and per deployment one deploy or
   promote plus at least one read (a deployment starts ``pending``).
 * minimum wall time: ``max(min requests x latency / parallelism, depth x
@@ -102,7 +104,7 @@ def plan_bounds(shape: SetShape) -> Bounds:
     list_pages = sum(
         pages(n) for n in (shape.agents, shape.pipelines, shape.policies, shape.deployments)
     )
-    requests = 1 + list_pages + 2 * shape.pipelines
+    requests = 1 + list_pages + 1 + 2 * shape.pipelines  # the 1: the set's records
     graph_rounds = 1 if shape.pipelines else 0
     depth = 1 + max(
         list_rounds(shape.agents),
@@ -118,13 +120,17 @@ def apply_bounds(shape: SetShape) -> Bounds:
     requests = (
         1  # login
         + 4  # one empty list page per kind
+        + 1  # the set's records
+        + 2  # the set lock: taken before the plan, released after the last write
+        + 2  # the ownership record: intents before the first create, ids after the last
         + shape.agents
         + shape.pipelines
         + shape.policies  # creates
         + shape.pipelines  # graph writes
         + 2 * shape.deployments  # deploy or promote, then at least one read
     )
-    depth = 1 + 1 + 1 + (1 if shape.pipelines else 0) + 2 * shape.chain_depth
+    # login, lock, lists, record, creates, graphs, deploys..., record, release
+    depth = 1 + 1 + 1 + 1 + 1 + (1 if shape.pipelines else 0) + 2 * shape.chain_depth + 2
     return Bounds(requests, depth)
 
 

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "plan": "plan",
     "apply": "apply",
     "export": "export",
+    "force-unlock": "force_unlock",
     "serve": "serve",
     "demo": "demo",
 }
@@ -29,6 +30,7 @@ SHORT_HELP: dict[str, str] = {
     "plan": "Show what apply would change.",
     "apply": "Make live state match the manifests.",
     "export": "Write live state as manifests.",
+    "force-unlock": "Break a manifest set's lock left by a dead apply.",
     "serve": "Run the reference Kaizen Studio server.",
     "demo": "Start a local server, apply the examples, plan again.",
 }

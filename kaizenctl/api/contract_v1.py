@@ -59,6 +59,7 @@ from kaizenctl.api.models import (
     Policy,
     User,
 )
+from kaizenctl.api.records import PipelineRecords
 from kaizenctl.api.retry import create_at_most_once
 from kaizenctl.api.session import ApiSession
 from kaizenctl.api.settings import CREDENTIALS_HINT
@@ -107,6 +108,10 @@ class PipelinesV1(NamedResourceService[Pipeline]):
 
     def __init__(self, session: ApiSession) -> None:
         super().__init__(session, _lister(session))
+
+    async def list_matching(self, search: str) -> list[Pipeline]:
+        """Pipelines whose name contains ``search`` (case-insensitive, the contract's search)."""
+        return await self.lister.list_all(self.path, self.model, {"search": search})
 
     async def get_nodes(self, pipeline_id: str) -> list[PipelineNode]:
         response = await self.session.request("GET", f"{self.item_path(pipeline_id)}/nodes")
@@ -440,6 +445,7 @@ class ContractV1Api:
         self._pipelines = PipelinesV1(session)
         self._deployments = DeploymentsV1(session, self._pipelines)
         self._policies = PoliciesV1(session)
+        self._records = PipelineRecords(self._pipelines)
         session.renewer = self._auth.renew
 
     @property
@@ -457,6 +463,10 @@ class ContractV1Api:
     @property
     def policies(self) -> PoliciesV1:
         return self._policies
+
+    @property
+    def records(self) -> PipelineRecords:
+        return self._records
 
     @property
     def auth(self) -> AuthV1:

@@ -28,6 +28,7 @@ from kaizenctl.api.models import (
     Policy,
     User,
 )
+from kaizenctl.api.records import RecordService
 
 
 class NamedObject(Protocol):
@@ -121,6 +122,10 @@ class KaizenApi(Protocol):
     def deployments(self) -> DeploymentService: ...
     @property
     def policies(self) -> PolicyService: ...
+    @property
+    def records(self) -> RecordService:
+        """kaizenctl's own records (set inventories and locks; see kaizenctl.api.records)."""
+        ...
 
     @property
     def capabilities(self) -> Capabilities:

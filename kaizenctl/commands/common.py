@@ -15,6 +15,7 @@ import click
 if TYPE_CHECKING:
     from kaizenctl.api.service import KaizenApi
     from kaizenctl.manifests.models import Resource
+    from kaizenctl.ownership.lock import HeldLock
     from kaizenctl.reconcile import LiveSnapshot, Plan
     from kaizenctl.reconcile.diff import PlanOptions
     from kaizenctl.render import PlanContext
@@ -22,14 +23,39 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def set_option(command: F) -> F:
+    """--set NAME: the manifest set whose ownership record and lock a command uses."""
+    return click.option(
+        "--set",
+        "set_name",
+        metavar="NAME",
+        default=None,
+        help="The manifest set: what it owns is what --prune may delete, and one apply at a "
+        "time holds its lock [env: KAIZEN_SET; default: default].",
+    )(command)
+
+
+def resolve_set_name(given: str | None) -> str:
+    from kaizenctl.ownership.inventory import DEFAULT_SET, check_set_name
+
+    return check_set_name(given or os.environ.get("KAIZEN_SET") or DEFAULT_SET)
+
+
 def plan_options(command: F) -> F:
-    """PATH..., --prune, --target and --allow-delete-all."""
+    """PATH..., --set, --prune, --prune-unmanaged, --target and --allow-delete-all."""
     decorators = [
         click.argument("paths", nargs=-1, required=True, metavar="PATH..."),
+        set_option,
         click.option(
             "--prune",
             is_flag=True,
-            help="Delete live resources that no manifest describes (shown first in the plan).",
+            help="Delete what this set owns and no longer declares (shown first in the plan).",
+        ),
+        click.option(
+            "--prune-unmanaged",
+            is_flag=True,
+            help="Also delete what no set owns (made by hand): for an organization whose "
+            "whole truth is this set. Never what another set owns.",
         ),
         click.option(
             "--target",
@@ -70,7 +96,12 @@ def load_resources(paths: tuple[str, ...]) -> list[Resource]:
 
 
 def build_plan_options(
-    *, prune: bool, targets: tuple[str, ...], allow_delete_all: bool
+    *,
+    prune: bool,
+    targets: tuple[str, ...],
+    allow_delete_all: bool,
+    prune_unmanaged: bool = False,
+    set_name: str | None = None,
 ) -> PlanOptions:
     from kaizenctl.errors import UsageError
     from kaizenctl.kinds import KIND_NAMES
@@ -82,7 +113,13 @@ def build_plan_options(
             raise UsageError(
                 f"--target {target!r}: expected KIND/NAME with KIND one of {', '.join(KIND_NAMES)}"
             )
-    return PlanOptions(prune=prune, targets=frozenset(targets), allow_delete_all=allow_delete_all)
+    return PlanOptions(
+        prune=prune,
+        prune_unmanaged=prune_unmanaged,
+        set_name=resolve_set_name(set_name),
+        targets=frozenset(targets),
+        allow_delete_all=allow_delete_all,
+    )
 
 
 def use_color(stream: Any = None, *, no_color: bool = False) -> bool:
@@ -103,14 +140,18 @@ def progress(message: str) -> None:
 
 
 async def plan_with_progress(
-    api: KaizenApi, resources: list[Resource], options: PlanOptions, api_url: str
+    api: KaizenApi,
+    resources: list[Resource],
+    options: PlanOptions,
+    api_url: str,
+    held_lock: HeldLock | None = None,
 ) -> tuple[Plan, LiveSnapshot]:
     """``plan_async``, telling a person at a terminal what is being read."""
     from kaizenctl.kinds import named_kinds
     from kaizenctl.reconcile import plan_async
 
     progress(f"Reading live state from {api_url} …")
-    plan, live = await plan_async(api, resources, options)
+    plan, live = await plan_async(api, resources, options, held_lock=held_lock)
     counts = [f"{len(live.of_kind(info.kind))} {info.plural}" for info in named_kinds()]
     progress(f"Read {', '.join(counts)}, {len(live.deployments)} deployments.")
     return plan, live

@@ -35,6 +35,7 @@ ENVIRONMENT_HELP = """Environment variables:
   KAIZEN_DIALECT         contract, studio or auto (the default): the API the server speaks
   KAIZEN_WORKSPACE       studio dialect: the workspace managed, by name (--workspace wins)
   KAIZEN_SERVE_PASSWORD  serve: the development user's password (see --password-env)
+  KAIZEN_SET             the manifest set (--set wins; default: default)
   NO_COLOR               any non-empty value turns colour off, as --no-color does
   ${VAR} in manifests    each variable a manifest names (secrets; never printed)
 """

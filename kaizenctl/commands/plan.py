@@ -31,7 +31,9 @@ EXIT_CHANGES = 2
 @connection_options
 def command(
     paths: tuple[str, ...],
+    set_name: str | None,
     prune: bool,
+    prune_unmanaged: bool,
     targets: tuple[str, ...],
     allow_delete_all: bool,
     output_format: str,
@@ -57,7 +59,13 @@ def command(
     from kaizenctl.render import PlanContext, render_plan
 
     resources = load_resources(paths)
-    options = build_plan_options(prune=prune, targets=targets, allow_delete_all=allow_delete_all)
+    options = build_plan_options(
+        prune=prune,
+        prune_unmanaged=prune_unmanaged,
+        set_name=set_name,
+        targets=targets,
+        allow_delete_all=allow_delete_all,
+    )
     if out_file is not None:
         from kaizenctl.gitops.saved_plan import check_plan_destination
 

@@ -3,9 +3,10 @@
 A fingerprint is the sha256 of one live resource as the reconciler sees it
 (its normalized ``State`` entry, plus its id and version), so it changes exactly
 when something a plan depends on changes: a field, a node, an edge, the version
-counter, the id (deleted and re-created under the same name), or which
-deployment runs in a slot. Timestamps are left out on purpose: a server that
-touches ``updated_at`` without changing anything must not make a plan stale.
+counter, the id (deleted and re-created under the same name), which
+deployment runs in a slot, or which manifest sets own it. Timestamps are left
+out on purpose: a server that touches ``updated_at`` without changing anything
+must not make a plan stale.
 
 A saved plan is read by people who must not see secrets, and a fast digest of
 fields that hold one gives it away: "Unlock code is ${PIN}" with a 6-digit PIN
@@ -98,10 +99,15 @@ def _digest(view: dict[str, Any], ref: str = "", shield: SecretShield | None = N
 def live_fingerprints(live: LiveSnapshot, shield: SecretShield | None = None) -> dict[str, str]:
     """``Kind/name`` (deployments: ``Deployment/pipeline/environment``) -> fingerprint."""
     prints: dict[str, str] = {}
+    ownership = live.ownership
     for info in named_kinds():
         for name, item in live.state.of_kind(info.kind).items():
             ref = f"{info.kind}/{name}"
-            prints[ref] = _digest(object_view(item), ref, shield)
+            view = object_view(item)
+            if ownership is not None and item.live_id is not None:
+                # Who owns it decides what prune may delete: a move between sets moves it.
+                view["owners"] = sorted(ownership.owners_of(info.kind, item.live_id))
+            prints[ref] = _digest(view, ref, shield)
     for key, slot in live.state.deployments.items():
         # A slot whose deployments all stopped or failed runs nothing: it is not a resource.
         if slot.running_ids:

@@ -5,7 +5,8 @@ The file (JSON, ``format_version`` 2) holds:
 - ``server``, ``dialect`` and ``organization_id``: where the plan was made, and in which
   API dialect (a plan made in one is refused in another);
 - ``desired``: the manifests the plan was made from (``${VAR}`` values as their templates);
-- ``plan``: the plan value itself, actions with their payloads;
+- ``plan``: the plan value itself, actions with their payloads, and the manifest
+  set it was made for (``set_name``: apply takes that set's lock);
 - ``fingerprints``: one per live resource the plan read (``gitops.fingerprint``),
   and ``graphs_read``, the pipelines whose graphs it fetched;
 - ``secrets``: how to get each ``${VAR}`` value back (``gitops.secrets``).
@@ -50,6 +51,7 @@ from kaizenctl.gitops.secrets import (
     unseal,
 )
 from kaizenctl.manifests.models import API_VERSION, Resource
+from kaizenctl.ownership.inventory import DEFAULT_SET
 from kaizenctl.reconcile.live import LiveSnapshot, fetch_live
 from kaizenctl.reconcile.plan import Plan
 from kaizenctl.redact import MASK
@@ -78,6 +80,12 @@ class SavedPlan(BaseModel):
     secrets: tuple[SealedSecret, ...] = ()
     desired: tuple[dict[str, Any], ...] = ()
     plan: dict[str, Any]
+
+
+def saved_set_name(saved: SavedPlan) -> str:
+    """The manifest set the plan was made for (plans from before sets: the default set)."""
+    name = saved.plan.get("set_name", DEFAULT_SET)
+    return name if isinstance(name, str) else DEFAULT_SET
 
 
 def server_identity(api: KaizenApi) -> str:
@@ -285,7 +293,9 @@ async def check_saved_plan(
     values = unseal(list(saved.secrets), environ)
     plan = Plan.model_validate(restore_tree(saved.plan, values))
     in_scope = frozenset(saved.graphs_read)
-    live = await fetch_live(api, pipelines_in_scope=lambda name: name in in_scope)
+    live = await fetch_live(
+        api, pipelines_in_scope=lambda name: name in in_scope, set_name=saved_set_name(saved)
+    )
     shield = _shield(
         bytes.fromhex(saved.fingerprint_salt),
         list(saved.secrets),

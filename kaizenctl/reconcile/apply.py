@@ -116,6 +116,8 @@ class PromotionRejected(KaizenctlError):
 ProgressCallback = Callable[[Action, OutcomeStatus, str], None]
 # Called as an action starts running (its dependencies done), before its first request.
 StartCallback = Callable[[Action], None]
+# Told the id of every resource a create action made (ownership records confirm them).
+CreatedCallback = Callable[[Action, str], None]
 
 
 @dataclass
@@ -124,6 +126,7 @@ class _Context:
     # Kind -> name -> live id: what was listed, plus what this apply created.
     ids: dict[str, dict[str, str]]
     deploy_timeout: float
+    on_created: CreatedCallback | None = None
     # (pipeline, environment) -> the deployment this apply made there, once settled.
     settled: dict[tuple[str, str], Deployment] = field(default_factory=dict)
     # Gateways and agents on gateways (None: the server has none).
@@ -151,12 +154,14 @@ async def execute_plan(
     allowed_flags: frozenset[str] = frozenset(),
     on_progress: ProgressCallback | None = None,
     on_start: StartCallback | None = None,
+    on_created: CreatedCallback | None = None,
 ) -> ApplyResult:
     check_flags(plan, allowed_flags)
     context = _Context(
         api=api,
         ids={kind: {o.name: o.id for o in items} for kind, items in live.listed.items()},
         deploy_timeout=deploy_timeout,
+        on_created=on_created,
     )
     services = rollout_services(api)
     if services is not None:
@@ -256,6 +261,8 @@ async def _execute(context: _Context, action: Action) -> str:
     if verb == "create":
         created = await service.create(_without_nulls(action.payload["fields"]))
         context.ids.setdefault(info.kind, {})[action.name] = created.id
+        if context.on_created is not None:
+            context.on_created(action, created.id)
         return f"created (id {created.id})"
     if verb == "update":
         assert action.live_id is not None

@@ -20,9 +20,10 @@ from kaizenctl.api.models import ENVIRONMENTS, Agent
 from kaizenctl.errors import PlanError
 from kaizenctl.kinds import KINDS, KindInfo, named_kinds, referrers
 from kaizenctl.manifests.models import DeploymentSpec, Resource
+from kaizenctl.ownership.inventory import DEFAULT_SET
 from kaizenctl.reconcile.layout import layered_positions
 from kaizenctl.reconcile.live import LiveSnapshot
-from kaizenctl.reconcile.plan import Action, FieldChange, Plan, Unmanaged, Verb
+from kaizenctl.reconcile.plan import Action, Adoption, FieldChange, Plan, Unmanaged, Verb
 from kaizenctl.reconcile.rollout import RolloutPlanner
 from kaizenctl.reconcile.state import (
     DeploymentSlot,
@@ -43,7 +44,13 @@ ALLOW_PRODUCTION_ROLLBACK = "--allow-production-rollback"
 
 @dataclass(frozen=True)
 class PlanOptions:
+    # Delete what this set owns and no longer declares.
     prune: bool = False
+    # Also delete what no set owns (made by hand): for an organization whose whole truth
+    # is this set. Never what another set owns.
+    prune_unmanaged: bool = False
+    # The manifest set: whose ownership record the plan reads.
+    set_name: str = DEFAULT_SET
     # "Kind/name" (Deployments: "Deployment/<metadata.name>"); empty means everything.
     targets: frozenset[str] = frozenset()
     allow_delete_all: bool = False
@@ -269,6 +276,14 @@ class _Builder:
     # Resources this plan deletes and creates again ("Kind/name"; a field the server cannot
     # change moved): every graph that names one is rewritten to point at the new one.
     replaced: set[str] = field(default_factory=set)
+    adopt: list[Adoption] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def owners(self, kind: str, live_id: str | None) -> tuple[str, ...]:
+        ownership = self.live.ownership
+        if ownership is None or live_id is None:
+            return ()
+        return tuple(sorted(ownership.owners_of(kind, live_id)))
 
     def add(self, action: Action) -> None:
         self.actions[action.id] = action
@@ -281,13 +296,41 @@ class _Builder:
             desired = self.desired.of_kind(kind)
             live = self.live.state.of_kind(kind)
             for name, want in desired.items():
-                self._object(info, want, live.get(name))
+                have = live.get(name)
+                if have is not None and not self._claim(want, have):
+                    continue
+                self._object(info, want, have)
             for name, have in live.items():
                 if name not in desired:
                     assert have.live_id is not None
-                    self.unmanaged.append(Unmanaged(kind=kind, name=name, live_id=have.live_id))
+                    self.unmanaged.append(
+                        Unmanaged(
+                            kind=kind,
+                            name=name,
+                            live_id=have.live_id,
+                            owners=self.owners(kind, have.live_id),
+                        )
+                    )
+
+    def _claim(self, want: ObjectState, have: ObjectState) -> bool:
+        """May this set manage the live resource it declares? Adopt it if nobody owns it."""
+        assert have.live_id is not None
+        owners = self.owners(want.kind, have.live_id)
+        others = [o for o in owners if o != self.options.set_name]
+        if others:
+            where = f"{_source(want.resource)}: " if want.resource else ""
+            self.errors.append(
+                f"{where}{want.kind}/{want.name} is owned by set {', '.join(others)}, not by "
+                f"set {self.options.set_name!r}: two sets declare it. Remove it from one of "
+                "them, or move it (docs/ownership.md: moving a resource between sets)"
+            )
+            return False
+        if not owners and self.live.ownership is not None:
+            self.adopt.append(Adoption(kind=want.kind, name=want.name, live_id=have.live_id))
+        return True
 
     def _object(self, info: KindInfo, want: ObjectState, have: ObjectState | None) -> None:
+        kind = info.kind
         resource = want.resource
         sensitive = resource.sensitive_paths if resource else frozenset()
         # A graph names agents; they must exist (created or kept) before it is written.
@@ -461,12 +504,18 @@ class _Builder:
             )
             self._deployment(resource, spec, slot, target_version(key))
 
+        deployed = KINDS["Deployment"].references[0].kind
         for key, slot in sorted(self.live.state.deployments.items()):
             if key in specs or not slot.running_ids:
                 continue
+            target = self.live.state.of_kind(deployed).get(slot.pipeline)
             self.unmanaged.append(
                 Unmanaged(
-                    kind="Deployment", name=key, live_id=slot.active_id or slot.running_ids[0]
+                    kind="Deployment",
+                    name=key,
+                    live_id=slot.active_id or slot.running_ids[0],
+                    # A deployment belongs to the set that owns what it deploys.
+                    owners=self.owners(deployed, target.live_id if target else None),
                 )
             )
 
@@ -505,12 +554,32 @@ class _Builder:
             },
             deployment_specs=self.desired.agent_deployment_specs,
             agent_writes=agent_writes,
-            prune=self.options.prune,
+            prune=self.options.prune or self.options.prune_unmanaged,
         )
         planner.plan()
+        # An agent deployment belongs to the set that owns its agent. Gateways are not in
+        # the sets' records yet: to every set they are unmanaged (--prune-unmanaged).
+        agent_of = {d.id: d.agent_id for d in self.live.rollout.deployments}
+        unmanaged = [
+            u.model_copy(update={"owners": self.owners("Agent", agent_of[u.live_id])})
+            if u.kind == "Deployment" and u.live_id in agent_of
+            else u
+            for u in planner.unmanaged
+        ]
+        kept = {(u.kind, u.name) for u in unmanaged if not self._prunable(u)}
+        dropped: set[str] = set()
         for action in planner.actions:
+            held = [d for d in action.depends_on if d in dropped]
+            if action.verb == "delete" and ((action.kind, action.name) in kept or held):
+                dropped.add(action.id)
+                if held:
+                    self.warnings.append(
+                        f"{action.ref} is no longer declared but is kept: "
+                        f"{', '.join(held)} is not deleted by this set"
+                    )
+                continue
             self.add(action)
-        self.unmanaged.extend(planner.unmanaged)
+        self.unmanaged.extend(unmanaged)
         self.errors.extend(planner.errors)
 
     def _pipeline_version(self, pipeline: str) -> int | None:
@@ -629,12 +698,64 @@ class _Builder:
 
     # ---- prune -----------------------------------------------------------------------
 
+    def _prunable(self, item: Unmanaged) -> bool:
+        """Owned by this set alone and --prune, or owned by nobody and --prune-unmanaged."""
+        if item.owners == (self.options.set_name,):
+            return self.options.prune or self.options.prune_unmanaged
+        if not item.owners:
+            return self.options.prune_unmanaged
+        if self.options.set_name in item.owners:
+            self.warnings.append(
+                f"{item.kind}/{item.name} is listed by sets {', '.join(item.owners)}: "
+                "not deleted by any of them until one lets go (docs/ownership.md)"
+            )
+        return False
+
+    def _keep_held(self, deleted: set[tuple[str, str]]) -> None:
+        """Keep what a resource that stays still references (an agent in a hand-made
+        pipeline's graph); the plan names the holder. Repeated: what is kept may hold more.
+        """
+        owners_of = {(u.kind, u.name): u.owners for u in self.unmanaged}
+        held_by: dict[tuple[str, str], list[str]] = {}
+        changed = True
+        while changed:
+            changed = False
+            for kind, name in sorted(deleted):
+                holders = []
+                for holder_info, reference in referrers(kind):
+                    declared = self.desired.of_kind(holder_info.kind)
+                    for holder, held in reference.live_holders(self.live.state):
+                        stays = (holder_info.kind, holder) not in deleted
+                        if held == name and stays and holder not in declared:
+                            owners = owners_of.get((holder_info.kind, holder), ())
+                            label = f"set {', '.join(owners)}" if owners else "unmanaged"
+                            holders.append(f"{holder_info.kind}/{holder} ({label})")
+                if holders:
+                    deleted.discard((kind, name))
+                    held_by[(kind, name)] = sorted(set(holders))
+                    changed = True
+        for (kind, name), holders in sorted(held_by.items()):
+            self.warnings.append(
+                f"{kind}/{name} is no longer declared but is kept: "
+                f"{', '.join(holders)} still uses it"
+            )
+        self.unmanaged = [
+            u.model_copy(update={"held_by": tuple(held_by[(u.kind, u.name)])})
+            if (u.kind, u.name) in held_by
+            else u
+            for u in self.unmanaged
+        ]
+
     def prune(self) -> None:
-        if not self.options.prune:
+        if not (self.options.prune or self.options.prune_unmanaged):
             return
+        deleted = {(u.kind, u.name) for u in self.unmanaged if self._prunable(u)}
+        self._keep_held(deleted)
         for item in self.unmanaged:
             if item.kind != "Deployment" or item.name not in self.live.state.deployments:
                 continue  # agent deployments are pruned by the rollout planner
+            if (item.kind, item.name) not in deleted:
+                continue
             slot = self.live.state.deployments[item.name]
             production = slot.environment == PRODUCTION
             delete = Action(
@@ -658,7 +779,7 @@ class _Builder:
 
         for item in self.unmanaged:
             info = KINDS[item.kind]
-            if info.service is None:
+            if info.service is None or (item.kind, item.name) not in deleted:
                 continue
             self.add(
                 Action(
@@ -705,14 +826,21 @@ class _Builder:
             for action in self.actions.values()
         ]
         actions = _filter_targets(actions, self._targeted())
-        unmanaged = [
-            u for u in self.unmanaged if not (self.options.prune and _is_pruned(u, actions))
-        ]
+        unmanaged = [u for u in self.unmanaged if not _is_pruned(u, actions)]
+        adopt = self.adopt
+        if self.options.targets:
+            adopt = [a for a in adopt if f"{a.kind}/{a.name}" in self.options.targets]
+        ownership = self.live.ownership
         return Plan(
             actions=tuple(_ordered(actions)),
             unmanaged=tuple(sorted(unmanaged, key=lambda u: (u.kind, u.name))),
+            notes=tuple(self.warnings),
             prune=self.options.prune,
             targets=tuple(sorted(self.options.targets)),
+            prune_unmanaged=self.options.prune_unmanaged,
+            set_name=self.options.set_name,
+            has_record=ownership is None or ownership.record_id is not None,
+            adopt=tuple(sorted(adopt, key=lambda a: (a.kind, a.name))),
         )
 
     def _targeted(self) -> frozenset[str]:

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 from kaizenctl.api.gateways import rollout_services
 from kaizenctl.api.models import Agent, Deployment, PipelineConnection, PipelineNode
+from kaizenctl.api.records import ServerRecord, is_record_name
 from kaizenctl.api.service import KaizenApi, NamedObject, NamedObjectService
 from kaizenctl.errors import PlanError
 from kaizenctl.kinds import KINDS, KindInfo, named_kinds
+from kaizenctl.ownership.inventory import OwnershipView, ownership_view
 from kaizenctl.reconcile.rollout import RolloutLive
 from kaizenctl.reconcile.state import (
     DeploymentSlot,
@@ -43,6 +45,10 @@ class LiveSnapshot:
     connections: dict[str, list[PipelineConnection]] = field(default_factory=dict)
     # None: the server has no gateways (agents are not deployed onto gateways there).
     rollout: RolloutLive | None = None
+    # Who owns what, as the plan's set sees it (None: read without a set, e.g. export).
+    ownership: OwnershipView | None = None
+    # kaizenctl's own records (inventories and locks of every set), when read.
+    records: list[ServerRecord] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[NamedObject]:
         return self.listed.get(kind, [])
@@ -157,17 +163,28 @@ async def fetch_live(
     api: KaizenApi,
     *,
     pipelines_in_scope: Callable[[str], bool] = lambda name: True,
+    set_name: str | None = None,
 ) -> LiveSnapshot:
-    """Read every list concurrently, then the graphs of the objects in scope."""
+    """Read every list concurrently, then the graphs of the objects in scope.
+
+    kaizenctl's own records never appear among the resources; with ``set_name``
+    they are read too and the snapshot says who owns what.
+    """
+
+    async def no_records() -> list[ServerRecord]:
+        return []
+
     kinds = named_kinds()
-    lists, deployments = await asyncio.gather(
+    lists, deployments, records = await asyncio.gather(
         asyncio.gather(*(_service(info, api).list_all() for info in kinds)),
         api.deployments.list_all(),
+        api.records.list_all() if set_name is not None else no_records(),
     )
     listed: dict[str, list[NamedObject]] = {}
     for info, items in zip(kinds, lists, strict=True):
-        _check_unique(info.kind, items)
-        listed[info.kind] = list(items)
+        resources = [item for item in items if not is_record_name(item.name)]
+        _check_unique(info.kind, resources)
+        listed[info.kind] = resources
     snapshot = LiveSnapshot(state=State(), listed=listed, deployments=deployments)
     graphs = [info for info in kinds if info.graph is not None]
     scoped = [
@@ -207,6 +224,17 @@ async def fetch_live(
     for gateway in snapshot.rollout.gateways if snapshot.rollout else []:
         # Listed so the delete-everything guard counts them; compared by the rollout planner.
         state.add(ObjectState("Gateway", gateway.name, {}, live_id=gateway.id))
+    if set_name is not None:
+        snapshot.records = records
+        live_ids = {
+            info.kind: {
+                name: item.live_id
+                for name, item in state.of_kind(info.kind).items()
+                if item.live_id is not None
+            }
+            for info in kinds
+        }
+        snapshot.ownership = ownership_view(set_name, records, live_ids)
     return snapshot
 
 

@@ -64,7 +64,23 @@ class Action(PlanModel):
 
 
 class Unmanaged(PlanModel):
-    """A live resource no manifest describes: listed, not a change (unless pruned)."""
+    """A live resource no manifest of this set describes: listed, not a change (unless pruned).
+
+    ``owners`` are the sets whose inventory holds it: none (made by hand: unmanaged,
+    deleted only with --prune-unmanaged), this set (no longer declared: --prune
+    deletes it) or another set (never deleted by this one). ``held_by`` names the
+    resources that still use it, which keep it from being deleted.
+    """
+
+    kind: str
+    name: str
+    live_id: str
+    owners: tuple[str, ...] = ()
+    held_by: tuple[str, ...] = ()
+
+
+class Adoption(PlanModel):
+    """A declared resource that is live and owned by no set: apply records it as this set's."""
 
     kind: str
     name: str
@@ -78,6 +94,16 @@ class Plan(PlanModel):
     prune: bool = False
     # --target values in effect: the plan leaves out what they do not depend on.
     targets: tuple[str, ...] = ()
+    prune_unmanaged: bool = False
+    # The manifest set this plan is for, and whether it had an ownership record yet.
+    set_name: str = "default"
+    has_record: bool = True
+    # Declared, live, owned by nobody: recorded as this set's by apply. Taking ownership
+    # changes nothing on the resources, so it alone is not a change (--detailed-exitcode 0).
+    adopt: tuple[Adoption, ...] = ()
+    # What the plan says beyond its actions: a resource kept because something still uses
+    # it, one listed by two sets, another apply of this set under way.
+    notes: tuple[str, ...] = ()
 
     @property
     def targeting_warning(self) -> str | None:
@@ -92,9 +118,9 @@ class Plan(PlanModel):
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        """Targeting, if in effect, then every action's warnings after the resource it is about."""
+        """Targeting if in effect, the plan's notes, then every action's warnings."""
         targeting = (self.targeting_warning,) if self.targeting_warning else ()
-        return targeting + tuple(
+        return targeting + self.notes + tuple(
             f"{a.ref}: {warning}" for a in self.actions for warning in a.warnings
         )
 

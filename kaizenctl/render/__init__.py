@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from kaizenctl.reconcile.apply import OUTCOME_STATUSES, ApplyResult
 from kaizenctl.reconcile.diff import PRODUCTION
-from kaizenctl.reconcile.plan import VERB_SYMBOLS, Action, FieldChange, Plan
+from kaizenctl.reconcile.plan import VERB_SYMBOLS, Action, FieldChange, Plan, Unmanaged
 from kaizenctl.redact import MASK, redact
 
 Format = Literal["text", "json", "markdown"]
@@ -116,9 +116,63 @@ def _change_body(change: FieldChange) -> list[tuple[str, str]]:
     return line_diff(change.before, change.after)
 
 
+# One resource in an ownership section: its "Kind/name" and what is said about it.
+Entry = tuple[str, str]
+
+
+def ownership_sections(plan: Plan) -> list[tuple[str, list[Entry]]]:
+    """What the plan says about ownership: adoptions, then undeclared live resources by owner."""
+    sections: list[tuple[str, list[Entry]]] = []
+    this = plan.set_name
+    if plan.adopt:
+        first = "" if plan.has_record else f" (set {this!r} has no ownership record yet)"
+        sections.append(
+            (
+                f"Set {this!r} takes ownership of (live, declared, owned by no set; apply "
+                f"records it and deletes nothing for it){first}:",
+                [(f"{a.kind}/{a.name}", f"(id {a.live_id})") for a in plan.adopt],
+            )
+        )
+
+    def line(item: Unmanaged) -> Entry:
+        text = f"(id {item.live_id})"
+        if item.held_by:
+            text += f", kept: still used by {', '.join(item.held_by)}"
+        if item.owners and item.owners != (this,):
+            text += f", set {', '.join(item.owners)}"
+        return f"{item.kind}/{item.name}", text
+
+    mine = [u for u in plan.unmanaged if u.owners == (this,)]
+    others = [u for u in plan.unmanaged if u.owners and u.owners != (this,)]
+    nobody = [u for u in plan.unmanaged if not u.owners]
+    if mine:
+        hint = "" if plan.prune or plan.prune_unmanaged else "; --prune deletes them"
+        sections.append(
+            (f"Owned by set {this!r}, no longer declared{hint}:", [line(u) for u in mine])
+        )
+    if others:
+        sections.append(
+            (
+                "Owned by other sets (never deleted by this one):",
+                [line(u) for u in others],
+            )
+        )
+    if nobody:
+        hint = "" if plan.prune_unmanaged else "; --prune-unmanaged deletes them"
+        sections.append(
+            (f"Unmanaged (live, owned by no set{hint}):", [line(u) for u in nobody])
+        )
+    return sections
+
+
 def summary_line(plan: Plan) -> str:
     counts = plan.counts()
     if not counts:
+        if plan.adopt:
+            return (
+                "No changes. Live state matches the manifests; apply records ownership of "
+                f"{len(plan.adopt)} resource(s) for set {plan.set_name!r}."
+            )
         return "No changes. Live state matches the manifests."
     labels = [
         ("create", "to create"),
@@ -178,14 +232,14 @@ def _plan_text(plan: Plan, color: bool) -> str:
             for warning in action.warnings:
                 lines.append(_style(f"      ! {warning}", "~", color))
         lines.append("")
-    if plan.unmanaged:
-        hint = "" if plan.prune else "; --prune deletes them"
-        lines.append(f"Unmanaged (live, in no manifest{hint}):")
-        for item in plan.unmanaged:
-            lines.append(f"  {item.kind}/{item.name} (id {item.live_id})")
+    for heading, items in ownership_sections(plan):
+        lines.append(heading)
+        lines.extend(f"  {ref} {text}" for ref, text in items)
         lines.append("")
     if plan.targeting_warning:
         lines.append(_style(f"Warning: {plan.targeting_warning}", "~", color))
+    for note in plan.notes:
+        lines.append(_style(f"Warning: {note}", "~", color))
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 
@@ -196,6 +250,16 @@ def _change_json(change: FieldChange) -> dict[str, Any]:
         "before": MASK if change.sensitive else change.before,
         "after": MASK if change.sensitive else change.after,
         "sensitive": change.sensitive,
+    }
+
+
+def _live_json(item: Unmanaged) -> dict[str, Any]:
+    return {
+        "kind": item.kind,
+        "name": item.name,
+        "id": item.live_id,
+        "owners": list(item.owners),
+        "held_by": list(item.held_by),
     }
 
 
@@ -221,9 +285,11 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             }
             for action in plan.actions
         ],
-        "unmanaged": [{"kind": u.kind, "name": u.name, "id": u.live_id} for u in plan.unmanaged],
+        "unmanaged": [_live_json(u) for u in plan.unmanaged],
         "warnings": list(plan.warnings),
         "drift": drift_to_json(plan),
+        "set": plan.set_name,
+        "adopt": [{"kind": a.kind, "name": a.name, "id": a.live_id} for a in plan.adopt],
     }
 
 
@@ -269,7 +335,7 @@ def drift_to_json(plan: Plan) -> dict[str, Any]:
     return {
         "drifted": plan.has_changes,
         "resources": list(by_ref.values()),
-        "unmanaged": [{"kind": u.kind, "name": u.name, "id": u.live_id} for u in plan.unmanaged],
+        "unmanaged": [_live_json(u) for u in plan.unmanaged],
     }
 
 
@@ -396,7 +462,8 @@ def _plan_markdown(plan: Plan, context: PlanContext | None) -> str:
     warned = [(a, w) for a in plan.actions for w in a.warnings]
     section(
         "Needs attention",
-        [f"- {_md_action(a)}: {_escape(w)}" for a, w in warned],
+        [f"- {_escape(note)}" for note in plan.notes]
+        + [f"- {_md_action(a)}: {_escape(w)}" for a, w in warned],
         "warnings",
     )
     production = [a for a in plan.actions if a.verb != "delete" and _is_production(a)]
@@ -423,11 +490,11 @@ def _plan_markdown(plan: Plan, context: PlanContext | None) -> str:
                 "run `kaizenctl plan` for the full plan._\n\n"
             )
         )
-    if plan.unmanaged:
-        items = "".join(f"- {_code(u.kind + '/' + u.name)}\n" for u in plan.unmanaged)
+    for heading, entries in ownership_sections(plan):
+        items = "".join(f"- {_code(ref)} {_escape(text)}\n" for ref, text in entries)
         parts.append(
             _MarkdownPart(
-                f"<details><summary>Unmanaged live resources ({len(plan.unmanaged)})"
+                f"<details><summary>{_escape(heading)} ({len(entries)})"
                 f"</summary>\n\n{items}\n</details>\n",
                 "unmanaged lists",
             )

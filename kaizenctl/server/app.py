@@ -30,6 +30,7 @@ from starlette.types import ASGIApp
 
 from kaizenctl.api.models import DeploymentStatus, Environment
 from kaizenctl.server import auth, schemas
+from kaizenctl.server.bodies import BodyGuard
 from kaizenctl.server.crud import (
     API,
     E401,
@@ -49,7 +50,6 @@ from kaizenctl.server.crud import (
     new_id,
     not_found,
 )
-from kaizenctl.server.bodies import BodyGuard
 from kaizenctl.server.db import Database
 from kaizenctl.server.faults import FaultMiddleware, FaultPatch, FaultState
 from kaizenctl.server.lifecycle import ENVIRONMENT_ORDER, LIVE_STATUSES, advance, iso, log

@@ -56,6 +56,17 @@ def test_workflow_plans_on_pull_requests_applies_the_saved_plan_and_checks_drift
     assert "--detailed-exitcode --format json" in runs["drift"]
 
 
+def test_workflow_applies_one_at_a_time_per_set_and_never_cancels_an_apply() -> None:
+    workflow = yaml.safe_load((CI / "github-actions.yml").read_text())
+    jobs = workflow["jobs"]
+    assert jobs["apply"]["concurrency"]["cancel-in-progress"] is False
+    assert jobs["apply"]["concurrency"]["group"].startswith("kaizen-apply-")
+    # A newer push replaces a pull request's plan; plans take no lock.
+    assert jobs["plan"]["concurrency"]["cancel-in-progress"] is True
+    assert workflow["env"]["KAIZEN_SET"]
+    assert "--lock-timeout" in " ".join(_strings(jobs["apply"]))
+
+
 def test_cronjob_takes_credentials_from_a_secret() -> None:
     cronjob = yaml.safe_load((CI / "drift-cronjob.yaml").read_text())
     assert cronjob["kind"] == "CronJob"

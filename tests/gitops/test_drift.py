@@ -73,7 +73,13 @@ def test_drift_report_names_drifted_resources_fields_and_unmanaged(
     assert node["live"]["config"]["hand_tuned"] is True
     assert "hand_tuned" not in node["git"]["config"]
     assert drift["unmanaged"] == [
-        {"kind": "Policy", "name": "made-by-hand", "id": drift["unmanaged"][0]["id"]}
+        {
+            "kind": "Policy",
+            "name": "made-by-hand",
+            "id": drift["unmanaged"][0]["id"],
+            "owners": [],
+            "held_by": [],
+        }
     ]
     # A drift check only reads.
     assert gitops.writes() == []

@@ -210,22 +210,26 @@ def test_unmanaged_resources_are_listed_not_deleted_without_prune(kaizen: Kaizen
     kaizen.server.clear_request_log()
     _, result = kaizen.apply()
     assert result.outcomes == ()
-    assert not [w for w in _writes(kaizen) if w[0] == "DELETE"]
+    # Nothing to do: not a write at all, not even the set lock.
+    assert _writes(kaizen) == []
+    assert not kaizen.plan().has_changes
 
 
 def test_prune_deletes_deployment_then_pipeline_then_agent(kaizen: Kaizen) -> None:
     kaizen.apply()
     _make_unmanaged(kaizen)
 
-    plan = kaizen.plan(prune=True)
+    # Made by hand, owned by no set: --prune leaves them, --prune-unmanaged deletes them.
+    assert not kaizen.plan(prune=True).has_changes
+    plan = kaizen.plan(prune_unmanaged=True)
     assert [a.verb for a in plan.actions] == ["delete"] * 4
     kaizen.server.clear_request_log()
-    _, result = kaizen.apply(PlanOptions(prune=True))
+    _, result = kaizen.apply(PlanOptions(prune_unmanaged=True))
 
     assert result.ok, result.outcomes
     deletes = [p.split("/")[3] for m, p in _writes(kaizen) if m == "DELETE"]
     assert deletes.index("deployments") < deletes.index("pipelines") < deletes.index("agents")
-    after = kaizen.plan(prune=True)
+    after = kaizen.plan(prune_unmanaged=True)
     assert not after.has_changes
     assert after.unmanaged == ()
 

@@ -87,7 +87,7 @@ def _pruned_everything() -> tuple[LiveSnapshot, State]:
 def test_a_pipeline_is_deleted_after_its_undeploy_and_an_agent_after_the_pipeline() -> None:
     live, desired = _pruned_everything()
 
-    plan = build_plan(desired, live, PlanOptions(prune=True, allow_delete_all=True))
+    plan = build_plan(desired, live, PlanOptions(prune_unmanaged=True, allow_delete_all=True))
 
     assert plan.action("delete:Pipeline/old-flow").depends_on == (
         "delete:Deployment/old-flow/production",
@@ -112,7 +112,7 @@ def test_an_agent_delete_waits_for_the_graph_that_lets_go_of_it() -> None:
     }
     live.state.deployments = {}
 
-    plan = build_plan(desired, live, PlanOptions(prune=True, allow_delete_all=True))
+    plan = build_plan(desired, live, PlanOptions(prune_unmanaged=True, allow_delete_all=True))
 
     assert plan.action("delete:Agent/old-agent").depends_on == ("replace-graph:Pipeline/support",)
 

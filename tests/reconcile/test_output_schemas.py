@@ -43,11 +43,19 @@ def test_plan_and_apply_json_match_their_schemas(kaizen: Kaizen) -> None:
     plan_schema.validate(drifted)
     assert drifted["drift"]["drifted"] is True
     assert drifted["unmanaged"] == [
-        {"kind": "Policy", "name": "by-hand", "id": drifted["unmanaged"][0]["id"]}
+        {
+            "kind": "Policy",
+            "name": "by-hand",
+            "id": drifted["unmanaged"][0]["id"],
+            "owners": [],
+            "held_by": [],
+        }
     ]
-    pruned = kaizen.plan(prune=True)
+    assert drifted["set"] == "default"
+    pruned = kaizen.plan(prune_unmanaged=True)
+    assert pruned.counts() == {"delete": 1, "update": 1}
     plan_schema.validate(json.loads(render_plan(pruned, "json")))
-    _, pruned_result = kaizen.apply(PlanOptions(prune=True))
+    _, pruned_result = kaizen.apply(PlanOptions(prune_unmanaged=True))
     document = json.loads(render_apply(pruned_result, "json"))
     result_schema.validate(document)
     assert document["ok"] is True

@@ -109,7 +109,7 @@ def test_deletes_are_listed_first_and_agents_wait_for_the_graphs_that_hold_them(
         )
     }
 
-    plan = build_plan(desired, live, PlanOptions(prune=True, allow_delete_all=True))
+    plan = build_plan(desired, live, PlanOptions(prune_unmanaged=True, allow_delete_all=True))
 
     assert [a.id for a in plan.actions] == [
         "delete:Deployment/old-flow/production",

@@ -16,10 +16,12 @@ from pathlib import Path
 
 from kaizenctl.api.connect import open_api
 from kaizenctl.api.models import Deployment
+from kaizenctl.api.records import is_record_name
 from kaizenctl.api.settings import ConnectionSettings
 from kaizenctl.errors import KaizenctlError
 from kaizenctl.manifests.loader import load_manifests
 from kaizenctl.manifests.models import DeploymentSpec, Resource
+from kaizenctl.ownership.inventory import DEFAULT_SET, inventory_name
 from kaizenctl.reconcile import ApplyOptions, apply_async, plan_async
 from kaizenctl.server.testing import RunningServer
 
@@ -143,6 +145,8 @@ class LiveInventory:
     pipeline_versions: dict[str, int]
     deployments: list[Deployment]
     pipeline_names_by_id: dict[str, str]
+    # kaizenctl's own records (set inventories and locks), by name.
+    records: list[str]
 
 
 async def _inventory(settings: ConnectionSettings) -> LiveInventory:
@@ -153,6 +157,8 @@ async def _inventory(settings: ConnectionSettings) -> LiveInventory:
             api.policies.list_all(),
             api.deployments.list_all(),
         )
+        records = await api.records.list_all()
+    pipelines = [p for p in pipelines if not is_record_name(p.name)]
     return LiveInventory(
         agents=[a.name for a in agents],
         pipelines=[p.name for p in pipelines],
@@ -160,6 +166,7 @@ async def _inventory(settings: ConnectionSettings) -> LiveInventory:
         pipeline_versions={p.name: p.version for p in pipelines},
         deployments=deployments,
         pipeline_names_by_id={p.id: p.name for p in pipelines},
+        records=[r.name for r in records],
     )
 
 
@@ -212,4 +219,7 @@ def duplicate_problems(live: LiveInventory, resources: list[Resource]) -> list[s
         if len(active) != 1:
             problems.append(f"slot {slot} has {len(active)} active deployments")
     problems += [f"slot {slot} was never deployed" for slot in sorted(slots - set(by_slot))]
+    # One ownership record for the set, and no lock left behind by a finished apply.
+    if live.records != [inventory_name(DEFAULT_SET)]:
+        problems.append(f"kaizenctl's records are {live.records}, not the default set's one")
     return problems

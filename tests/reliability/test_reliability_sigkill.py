@@ -11,6 +11,7 @@ server must hold exactly one of everything.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -92,6 +93,14 @@ def test_apply_killed_half_way_then_rerun_converges_without_duplicates(
         assert _writes(server) < total_writes + SHAPE.deployments, "killed too late to matter"
 
         server.set_faults(latency_ms=0)
+        # The killed apply still holds the set's lock (until its lease runs out): break it,
+        # by the id the refused apply names.
+        blocked = run_cli("apply", "--auto-approve", str(manifests), env=cli_env(server))
+        assert blocked.code == 1
+        found = re.search(r"force-unlock --set default (\S+)`", blocked.stderr)
+        assert found, blocked.output
+        unlocked = run_cli("force-unlock", found.group(1), env=cli_env(server))
+        assert unlocked.code == 0, unlocked.output
         rerun = run_cli("apply", "--auto-approve", str(manifests), env=cli_env(server))
         assert rerun.code == 0, rerun.output
         again = run_cli("plan", "--detailed-exitcode", str(manifests), env=cli_env(server))

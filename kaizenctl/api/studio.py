@@ -62,6 +62,7 @@ from kaizenctl.api.models import (
     PolicyCondition,
     User,
 )
+from kaizenctl.api.records import RECORD_DESCRIPTION, ServerRecord, is_record_name
 from kaizenctl.api.retry import create_at_most_once
 from kaizenctl.api.session import ApiSession, QueryParams
 from kaizenctl.errors import UsageError
@@ -1052,6 +1053,127 @@ class StudioPolicies:
 # ---- deployments: not this dialect's (the server deploys agents, not pipelines) -------
 
 
+# ---- kaizenctl's own records: inactive policies (docs/ownership.md) ------------------
+
+RECORD_RESOURCE_TYPE = "kaizenctl_record"
+
+
+class StudioRecords:
+    """Set inventories and locks as policies: ``status: inactive`` and assigned to nobody
+    (so they never take effect), the content in ``conditions``, which this server stores
+    without checking. Names are not unique here, so ``unique_names`` is False: the lock
+    creates, then lists, and the oldest claim wins. A record belongs to the workspace: its
+    stored name ends in ``@<workspace id>``.
+    """
+
+    unique_names = False
+    path = "/policies"
+
+    def __init__(self, session: ApiSession, scope: _Scope) -> None:
+        self.session = session
+        self.scope = scope
+
+    def _record(self, data: dict[str, Any], suffix: str) -> ServerRecord | None:
+        name = str(data.get("name", ""))
+        content = data.get("conditions")
+        if isinstance(content, str):
+            try:
+                content = json.loads(content)
+            except ValueError:
+                return None
+        if not (is_record_name(name) and name.endswith(suffix) and isinstance(content, dict)):
+            return None
+        inner = content.get("kaizenctl")
+        if not isinstance(inner, dict):
+            return None
+        return ServerRecord(
+            id=str(data.get("id")),
+            name=name.removesuffix(suffix),
+            data=inner,
+            created_at=str(data.get("created_at", "")),
+        )
+
+    def _checked(self, data: dict[str, Any], suffix: str, response: httpx.Response) -> ServerRecord:
+        record = self._record(data, suffix)
+        if record is None:
+            raise ResponseFormatError(
+                response.request.method,
+                response.request.url.path,
+                response.status_code,
+                "the server changed a kaizenctl record's name or content",
+            )
+        return record
+
+    async def list_all(self) -> list[ServerRecord]:
+        workspace = await self.scope.workspace_id()
+        if workspace is None:
+            return []
+        suffix = f"@{workspace}"
+        found = await _list_pages(
+            self.session, self.path, "records", {"resource_type": RECORD_RESOURCE_TYPE}
+        )
+        records: list[ServerRecord] = []
+        for item in found:
+            if not await self.scope.is_ours(item, in_workspace=False):
+                continue
+            record = self._record(item, suffix)
+            if record is not None:
+                records.append(record)
+        # Oldest first, so a lock's claims are in the order they were made.
+        return sorted(records, key=lambda r: (r.name, r.created_at, r.id))
+
+    async def find(self, name: str) -> list[ServerRecord]:
+        return [r for r in await self.list_all() if r.name == name]
+
+    async def create(self, name: str, data: dict[str, Any]) -> ServerRecord:
+        suffix = f"@{await self.scope.ensure_workspace()}"
+        body = {
+            "name": f"{name}{suffix}",
+            "description": RECORD_DESCRIPTION,
+            "resource_type": RECORD_RESOURCE_TYPE,
+            "action": "none",
+            "effect": "allow",
+            "status": "inactive",
+            "conditions": {"kaizenctl": data},
+        }
+
+        async def send() -> ServerRecord:
+            response = await self.session.request("POST", self.path, json=body)
+            return self._checked(
+                _object(self.session.decode(response), response, "a policy"), suffix, response
+            )
+
+        async def find() -> ServerRecord | None:
+            # Names are not unique: ours is the one with exactly this content.
+            return next((r for r in await self.find(name) if r.data == data), None)
+
+        return await create_at_most_once(self.session.policy, send, find)
+
+    async def replace(self, record_id: str, data: dict[str, Any]) -> ServerRecord:
+        suffix = f"@{await self.scope.ensure_workspace()}"
+        path = f"{self.path}/{path_segment(record_id)}"
+        try:
+            response = await self.session.request(
+                "PUT", path, json={"conditions": {"kaizenctl": data}}
+            )
+        except ApiError as error:
+            raise _not_ours_on_403(error) from None
+        return self._checked(
+            _object(self.session.decode(response), response, "a policy"), suffix, response
+        )
+
+    async def delete(self, record_id: str) -> None:
+        try:
+            await self.session.request(
+                "DELETE", f"{self.path}/{path_segment(record_id)}", missing_ok_on_retry=True
+            )
+        except ApiError as error:
+            error = _not_ours_on_403(error)
+            if isinstance(error, NotFoundError):
+                return  # already gone counts as deleted
+            raise error from None
+
+
 class StudioDeployments:
     """No pipeline deployments exist on this server (a pipeline Deployment is refused at plan);
     agents on gateways are ``StudioApi.rollout``'s."""
@@ -1199,6 +1321,7 @@ class StudioApi:
         self._deployments = StudioDeployments(session)
         # Agents on gateways: what this server deploys (kaizenctl.reconcile.rollout).
         self._rollout = StudioRollout(session)
+        self._records = StudioRecords(session, self.scope)
         session.renewer = self._auth.renew
 
     @property
@@ -1224,6 +1347,10 @@ class StudioApi:
     @property
     def rollout(self) -> StudioRollout:
         return self._rollout
+
+    @property
+    def records(self) -> StudioRecords:
+        return self._records
 
     @property
     def capabilities(self) -> Capabilities:

@@ -736,7 +736,12 @@ class FakeStudio:
         org = user["organization_id"]
         if len(parts) == 1:
             if method == "GET":
-                records = [dict(p) for p in self.policies.values() if p["organization_id"] == org]
+                records = [
+                    dict(p)
+                    for p in self.policies.values()
+                    if p["organization_id"] == org
+                    and query.get("resource_type", p["resource_type"]) == p["resource_type"]
+                ]
                 return self._paged(records, query, "records", None)
             if method == "POST":
                 body = body if isinstance(body, dict) else {}
@@ -761,7 +766,7 @@ class FakeStudio:
                     "conditions": body.get("conditions", {}),
                     "resource_refs": "",
                     "priority": 0,
-                    "status": "active",
+                    "status": body.get("status", "active"),
                     "created_by": user["id"],
                     "created_at": _now(),
                     "updated_at": _now(),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from kaizenctl.commands.options import verbose_option
+
 
 @click.command("schema")
 @click.argument("name", required=False, default="manifest", metavar="[NAME]")
@@ -14,7 +16,8 @@ import click
     default=None,
     help="Write every schema file into DIR (for editors in your repository) instead.",
 )
-def command(name: str, out_dir: str | None) -> None:
+@verbose_option("-v lists each file --out writes.")
+def command(name: str, out_dir: str | None, verbose: int) -> None:
     """Print the JSON Schema NAME: a kind (Agent, Pipeline, Policy, Deployment),
     `manifest` (a document of any kind; the default), or `plan`, `apply-result`,
     `error` (the versioned JSON outputs).
@@ -34,6 +37,8 @@ def command(name: str, out_dir: str | None) -> None:
             path = folder / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
+            if verbose:
+                click.echo(f"wrote {path}")
         click.echo(f"Wrote {len(packaged_schemas())} schemas to {folder}.")
         return
     wanted = schema_file_for(name)

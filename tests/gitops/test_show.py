@@ -85,6 +85,9 @@ def test_show_defaults_to_text(
     plan_file = tmp_path / "plan.json"
     planned = gitops.cli("plan", str(drifted), "--out", str(plan_file))
     assert _show(capsys, str(plan_file)).out == planned.out
+    verbose = _show(capsys, "-v", str(plan_file))
+    assert verbose.out == planned.out
+    assert f"for {gitops.server.url} (organization " in verbose.err
     assert "Plan: 1 to create, 1 to update, 1 graph(s) to replace" in planned.out
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from kaizenctl.kinds import KINDS, KindInfo
+from kaizenctl.kinds import KINDS, KindInfo, create_order
 from kaizenctl.manifests.models import API_VERSION, NAME_PATTERN, NODE_ID_PATTERN, Metadata
 
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "docs" / "manifest-reference.md"
@@ -44,13 +44,17 @@ class Dialect:
     accepts: Callable[[str, str], bool]
 
 
-def _everything(kind: str, path: str) -> bool:
-    return True
+def _contract_holds(kind: str, path: str) -> bool:
+    # A CONTRACT server deploys pipelines only: a Gateway, or a Deployment of an agent onto
+    # a gateway, is refused at plan (``reconcile.diff``'s ``refuse_agent_deployments``).
+    if kind == "Gateway":
+        return False
+    return not (kind == "Deployment" and path in ("agent", "gateway"))
 
 
-# One column each. A dialect that cannot hold a field refuses it at plan time; its
-# capability table is what ``accepts`` should read.
-DIALECTS: tuple[Dialect, ...] = (Dialect("contract", _everything),)
+# One column each, in this order. A dialect that cannot hold a field refuses it at plan
+# time; when dialects get a capability table, ``accepts`` should read it.
+DIALECTS: tuple[Dialect, ...] = (Dialect("contract", _contract_holds),)
 
 
 @dataclass(frozen=True)
@@ -157,10 +161,11 @@ def _default(field: FieldInfo) -> str:
     return f"`{json.dumps(value)}`"
 
 
-def _notes(info: KindInfo | None, path: str) -> str:
+def _notes(info: KindInfo | None, path: str, field: FieldInfo) -> str:
+    notes = [field.description] if field.description else []
     if info is not None and path in info.set_fields:
-        return "a set: order means nothing, duplicates are refused"
-    return ""
+        notes.append("A set: order means nothing, duplicates are refused.")
+    return " ".join(notes)
 
 
 def field_rows(
@@ -175,7 +180,7 @@ def field_rows(
         path = f"{prefix}{key}"
         type_text, allowed = _describe(_resolve(properties[key], definitions), definitions)
         nested, in_list = _nested_model(field.annotation)
-        notes = _notes(info, path)
+        notes = _notes(info, path, field)
         yield FieldRow(path, type_text, field.is_required(), _default(field), allowed, notes)
         if nested is not None:
             yield from field_rows(nested, info, f"{path}[]." if in_list else f"{path}.")
@@ -209,17 +214,11 @@ def _kind_section(info: KindInfo) -> list[str]:
         ", ".join(f"{reference.kind} (by its `metadata.name`)" for reference in info.references)
         or "nothing"
     )
-    later = sorted(other.kind for other in KINDS.values() if other.rank > info.rank)
     lines = [
         f"## {info.kind}",
         "",
         f"- Identity: {identity}.",
         f"- Refers to: {references}.",
-        (
-            f"- Order: created before {', '.join(later)}, deleted after them."
-            if later
-            else "- Order: created after what it refers to, deleted before it."
-        ),
         "",
     ]
     lines += _table(list(field_rows(info.spec_model, info, "")), info.kind)
@@ -250,6 +249,8 @@ def render_reference() -> str:
         "",
         "Each YAML document (files may hold several, separated by `---`) has `apiVersion`,",
         f"`kind`, `metadata` and `spec`. `kind` is one of {kinds}.",
+        f"Order between kinds when applying: {' → '.join(create_order())} (each after",
+        "the kinds it refers to); deletes run the other way round.",
         "",
     ]
     top = [
@@ -260,8 +261,8 @@ def render_reference() -> str:
     top.append(FieldRow("spec", "mapping", True, "", "", "the kind's fields, below"))
     lines += _table(top, "")
     lines.append("")
-    for info in KINDS.values():
-        lines += _kind_section(info)
+    for kind in create_order():
+        lines += _kind_section(KINDS[kind])
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

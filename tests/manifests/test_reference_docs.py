@@ -49,7 +49,7 @@ def test_rows_carry_type_default_allowed_values_and_notes() -> None:
     assert rows["provider"].required
     assert rows["max_tokens"].type == "integer or null"
     assert rows["tools"].default == "`[]`"
-    assert "a set" in rows["tools"].notes
+    assert "A set" in rows["tools"].notes
 
 
 def test_each_dialect_is_a_column_filled_from_what_it_accepts(
@@ -69,3 +69,26 @@ def test_each_dialect_is_a_column_filled_from_what_it_accepts(
     assert position_row.endswith("| yes | no |")
     id_row = next(line for line in page.splitlines() if "`nodes[].id`" in line)
     assert id_row.endswith("| yes | yes |")
+
+
+def test_the_contract_column_says_what_a_contract_server_refuses() -> None:
+    # tests/reconcile/test_contract_refuses_gateways.py shows the refusal itself.
+    rows = {
+        (kind, line.split("`")[1]): line.rsplit("|", 2)[1].strip()
+        for kind, section in _sections(reference.render_reference()).items()
+        for line in section.splitlines()
+        if line.startswith("| `")
+    }
+    assert rows[("Gateway", "api_url")] == "no"
+    assert rows[("Deployment", "agent")] == "no"
+    assert rows[("Deployment", "gateway")] == "no"
+    assert rows[("Deployment", "pipeline")] == "yes"
+    assert rows[("Agent", "model")] == "yes"
+
+
+def _sections(page: str) -> dict[str, str]:
+    return {
+        chunk.split("\n", 1)[0]: chunk.split("\n", 1)[1]
+        for chunk in page.split("\n## ")[1:]
+        if chunk.split("\n", 1)[0] in KINDS
+    }

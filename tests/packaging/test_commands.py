@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from kaizenctl.cli import cli, main
+from kaizenctl.kinds import KINDS
 from kaizenctl.manifests import schema
 from tests.paths import ROOT, SCHEMAS
 
@@ -54,7 +55,7 @@ def test_an_unknown_schema_name_lists_the_known_ones(capsys: pytest.CaptureFixtu
     assert main(["schema", "Agnet"]) == 1
     err = capsys.readouterr().err
     assert "no schema 'Agnet'" in err
-    assert "manifest, Agent, Policy, Pipeline, Deployment, plan, apply-result, error" in err
+    assert f"manifest, {', '.join(KINDS)}, plan, apply-result, error" in err
 
 
 @pytest.mark.parametrize("command", ["serve", "demo"])

@@ -28,7 +28,7 @@ def _run(*args: str | Path) -> int:
 
 
 def ensure_venv() -> None:
-    """Create .venv and install the project with its dev extras, once per pyproject change."""
+    """Create .venv and install the project with its server and dev extras, once per change."""
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
@@ -37,7 +37,8 @@ def ensure_venv() -> None:
         venv.create(VENV, with_pip=True)
     print("dev.py: installing kaizenctl and its dev dependencies", flush=True)
     pip = [BIN / "python", "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    if _run(*pip, "-e", ".[dev]") != 0:
+    # The server extra too: the tests run the reference server.
+    if _run(*pip, "-e", ".[server,dev]") != 0:
         sys.exit("dev.py: pip install failed (see above)")
     STAMP.write_text(wanted)
 

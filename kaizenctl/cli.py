@@ -18,9 +18,11 @@ from kaizenctl.commands.options import ENVIRONMENT_HELP
 COMMANDS: dict[str, str] = {
     "validate": "validate",
     "plan": "plan",
+    "show": "show",
     "apply": "apply",
     "export": "export",
     "force-unlock": "force_unlock",
+    "schema": "schema",
     "serve": "serve",
     "demo": "demo",
 }
@@ -28,11 +30,13 @@ COMMANDS: dict[str, str] = {
 SHORT_HELP: dict[str, str] = {
     "validate": "Check manifests without contacting a server.",
     "plan": "Show what apply would change.",
+    "show": "Render a saved plan (text, JSON or Markdown).",
     "apply": "Make live state match the manifests.",
     "export": "Write live state as manifests.",
     "force-unlock": "Break a manifest set's lock left by a dead apply.",
-    "serve": "Run the reference Kaizen Studio server.",
-    "demo": "Start a local server, apply the examples, plan again.",
+    "schema": "Print the JSON Schemas (for editors and tools).",
+    "serve": "Run the reference Kaizen Studio server (needs kaizenctl[server]).",
+    "demo": "Apply the examples to a local reference server (needs kaizenctl[server]).",
 }
 
 
@@ -143,7 +147,7 @@ def _error_kind(error: Exception) -> str:
 
 
 def _json_error(as_json: bool, kind: str, message: str, problems: list[str] | None = None) -> None:
-    """The error as one line of JSON on stdout (schemas/output/error.v1.json)."""
+    """The error as one line of JSON on stdout (kaizenctl/schemas/output/error.v1.json)."""
     if not as_json:
         return
     import json

@@ -3,5 +3,7 @@
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# The example manifests the README's quick start applies.
-EXAMPLES = ROOT / "examples" / "manifests"
+# The example manifests the README's quick start applies (shipped in the wheel for `demo`).
+EXAMPLES = ROOT / "kaizenctl" / "examples" / "manifests"
+# The generated JSON Schemas, also package data (`kaizenctl schema`).
+SCHEMAS = ROOT / "kaizenctl" / "schemas"

@@ -122,6 +122,34 @@ def build_plan_options(
     )
 
 
+# The reference server's imports, and the distribution each comes from.
+SERVER_MODULES = {
+    "fastapi": "fastapi",
+    "uvicorn": "uvicorn",
+    "multipart": "python-multipart",
+    "jwt": "PyJWT",
+}
+
+
+def require_server_extra(command: str) -> None:
+    """Stop with a clear message when the reference server's packages are not installed.
+
+    ``pip install kaizenctl`` is the client alone; ``kaizenctl[server]`` adds these.
+    """
+    from importlib.util import find_spec
+
+    from kaizenctl.errors import UsageError
+
+    # find_spec looks without importing (fast, and no import-time warnings).
+    missing = [dist for module, dist in SERVER_MODULES.items() if find_spec(module) is None]
+    if missing:
+        raise UsageError(
+            f"`kaizenctl {command}` runs the reference server, whose packages are not "
+            f"installed (missing: {', '.join(missing)}). Install them with: "
+            "pip install 'kaizenctl[server]'"
+        )
+
+
 def use_color(stream: Any = None, *, no_color: bool = False) -> bool:
     """Colour only on a terminal, never with --no-color or a non-empty NO_COLOR.
 

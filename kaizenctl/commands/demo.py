@@ -13,7 +13,8 @@ import click
 from kaizenctl.commands.common import no_color_option
 from kaizenctl.commands.options import verbose_option
 
-DEFAULT_MANIFESTS = Path(__file__).resolve().parents[2] / "examples" / "manifests"
+# Shipped inside the package, so `kaizenctl demo` works from an installed wheel too.
+DEFAULT_MANIFESTS = Path(__file__).resolve().parents[1] / "examples" / "manifests"
 
 
 @click.command("demo")
@@ -37,8 +38,12 @@ def command(
 ) -> None:
     """Start a local reference server, apply the example manifests, and plan again.
 
-    PATH defaults to examples/manifests of this checkout.
+    PATH defaults to the examples shipped with kaizenctl (kaizenctl/examples/manifests
+    in a checkout). Needs the server extra: pip install 'kaizenctl[server]'.
     """
+    from kaizenctl.commands.common import require_server_extra
+
+    require_server_extra("demo")
     import asyncio
     import time
 
@@ -86,7 +91,7 @@ def command(
                 f"Server still running. In another shell:\n"
                 f"  export KAIZEN_API_URL={server.url} KAIZEN_EMAIL={server.email}\n"
                 f"  export KAIZEN_PASSWORD={server.password}\n"
-                "  kaizenctl plan examples/manifests\n"
+                f"  {_kaizenctl_command()} plan {_shown_path(targets)}\n"
                 "Ctrl-C stops it."
             )
             try:
@@ -96,3 +101,26 @@ def command(
                 pass
         if not converged:
             raise ApplyError("the demo did not converge (see above)")
+
+
+def _kaizenctl_command() -> str:
+    """How to run this kaizenctl from another shell: by name if that finds this one."""
+    import os
+    import shutil
+    import sys
+
+    here = Path(sys.executable).parent / "kaizenctl"
+    found = shutil.which("kaizenctl")
+    if here.exists() and (found is None or os.path.realpath(found) != os.path.realpath(here)):
+        # e.g. `python3 dev.py demo --keep-running`: the tool is in .venv/bin, not on PATH.
+        return os.path.relpath(here) if not os.path.relpath(here).startswith("..") else str(here)
+    return "kaizenctl"
+
+
+def _shown_path(targets: list[str]) -> str:
+    import os
+
+    return " ".join(
+        os.path.relpath(target) if not os.path.relpath(target).startswith("..") else target
+        for target in targets
+    )

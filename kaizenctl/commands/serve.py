@@ -188,7 +188,9 @@ def command(
     with underscores), and GET /admin/requests returns the request log.
     """
     from kaizenctl.api.httplog import configure_logging
+    from kaizenctl.commands.common import require_server_extra
 
+    require_server_extra("serve")
     configure_logging(verbose)
     password = os.environ.get(password_env) or None
     if not _is_loopback(host) and password is None:

@@ -228,24 +228,26 @@ def _write_atomically(saved: SavedPlan, path: Path) -> None:
         raise
 
 
-def read_saved_plan(plan_file: str | Path) -> SavedPlan:
+def read_saved_plan(plan_file: str | Path, *, label: str | None = None) -> SavedPlan:
+    """The saved plan in ``plan_file``; errors name it as ``label`` (``--plan FILE`` by default)."""
+    name = f"--plan {plan_file}" if label is None else label
     try:
         data = json.loads(Path(plan_file).read_text(encoding="utf-8"))
     except OSError as error:
-        raise UsageError(f"--plan {plan_file}: cannot read it ({error.strerror})") from None
+        raise UsageError(f"{name}: cannot read it ({error.strerror})") from None
     except json.JSONDecodeError as error:
-        raise UsageError(f"--plan {plan_file}: not a saved plan (invalid JSON: {error})") from None
+        raise UsageError(f"{name}: not a saved plan (invalid JSON: {error})") from None
     if not isinstance(data, dict) or data.get("type") != SAVED_PLAN_TYPE:
-        raise UsageError(f"--plan {plan_file}: not a saved plan (write one with `plan --out`)")
+        raise UsageError(f"{name}: not a saved plan (write one with `plan --out`)")
     if data.get("format_version") != SAVED_PLAN_FORMAT_VERSION:
         raise UsageError(
-            f"--plan {plan_file}: saved-plan format_version {data.get('format_version')!r} is not "
+            f"{name}: saved-plan format_version {data.get('format_version')!r} is not "
             f"{SAVED_PLAN_FORMAT_VERSION}; make the plan again with this kaizenctl"
         )
     try:
         return SavedPlan.model_validate(data)
     except ValidationError as error:
-        raise UsageError(f"--plan {plan_file}: damaged saved plan: {error}") from None
+        raise UsageError(f"{name}: damaged saved plan: {error}") from None
 
 
 async def save_plan(

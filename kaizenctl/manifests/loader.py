@@ -5,10 +5,15 @@ kind's model, then runs the per-spec and set-wide checks the kind registry
 declares. It reports every problem in one ``ManifestError`` (never the first
 only), each as ``file:line:column: Kind/name: field: message``. Nothing here
 contacts a server.
+
+``structure_only=True`` (``validate --structure-only``, the pre-commit hook)
+reads no environment variable: a field written as ``${VAR}`` without a default
+is checked only for what any value could make of it, everything else fully.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -113,6 +118,12 @@ class _Loaded:
 
     resource: Resource
     name_location: SourceLocation
+    # Structure only: spec paths (``nodes[0].agent``) whose value is an unresolved ${VAR}.
+    templated: frozenset[str] = frozenset()
+
+    def checks(self, path: str) -> bool:
+        """Whether a problem at this spec path is about a value actually known."""
+        return path not in self.templated
 
 
 def load_manifests(
@@ -120,8 +131,13 @@ def load_manifests(
     *,
     stdin: TextIO | None = None,
     environ: Mapping[str, str] | None = None,
+    structure_only: bool = False,
 ) -> ManifestSet:
-    """Read, validate and cross-check manifests; raise ``ManifestError`` with every problem."""
+    """Read, validate and cross-check manifests; raise ``ManifestError`` with every problem.
+
+    With ``structure_only`` no ``${VAR}`` is resolved (see the module docstring);
+    such a set is for checking only, never for planning.
+    """
     environ = os.environ if environ is None else environ
     problems = _Problems()
     files, path_problems = expand_paths(paths)
@@ -138,7 +154,7 @@ def load_manifests(
             problems.add_source(text)
             continue
         documents = 0
-        for document in parse_documents(display, text, environ):
+        for document in parse_documents(display, text, environ, structure_only=structure_only):
             documents += 1
             if isinstance(document, SourceProblem):
                 problems.add_source(document)
@@ -226,8 +242,11 @@ def _validate_document(
 
     if len(problems.entries) > before or info is None:
         return None
+    if spec is None:
+        # Structure only: a ${VAR} stands where no value of its field's type could be
+        # tried; nothing known is wrong, and this document's own rules go unchecked.
+        return None
     assert isinstance(parsed_metadata, Metadata)
-    assert spec is not None
     resource = Resource(
         kind=info.kind,
         name=parsed_metadata.name,
@@ -243,8 +262,12 @@ def _validate_document(
             path[len("spec.") :] for path in document.sensitive_paths if path.startswith("spec.")
         ),
     )
-    _run_spec_checks(info, resource, problems)
-    return _Loaded(resource, document.locations.get("metadata.name", document.source))
+    templated = frozenset(
+        path[len("spec.") :] for path in document.templated_paths if path.startswith("spec.")
+    )
+    loaded = _Loaded(resource, document.locations.get("metadata.name", document.source), templated)
+    _run_spec_checks(info, loaded, problems)
+    return loaded
 
 
 def _validate_part(
@@ -263,18 +286,68 @@ def _validate_part(
         problems.add(document.location_near(part), ref, part, "must be a mapping")
         return None
     try:
-        return model.model_validate(value)
+        return _validate_known(model, value, part, document.templated_paths)
     except ValidationError as error:
         # A value the reader already refused (say, .nan) is not also reported by the model.
         refused = {problem.path for problem in document.problems}
         for detail in error.errors(include_url=False):
             loc = detail["loc"]
-            path = part + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-            if path in refused:
+            path = _path_of(part, loc)
+            if path in refused or path in document.templated_paths:
                 continue
             location, message = _describe(document, model, path, loc, detail)
             problems.add(location, ref, path, message)
         return None
+
+
+def _path_of(part: str, loc: tuple[int | str, ...]) -> str:
+    return part + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+
+
+# Values tried in place of an unresolved ${VAR} so the rest of a document can still be
+# checked; tried in order until the field accepts one (an enum's first value comes first).
+_STAND_INS: tuple[Any, ...] = (1, True, "latest", 0.5, "x")
+
+
+def _validate_known(
+    model: type[BaseModel], value: dict[str, Any], part: str, templated: set[str]
+) -> BaseModel:
+    """Validate ``value``; fields that hold an unresolved ${VAR} get stand-ins if they must.
+
+    The stand-ins only let the model accept the document so its other fields and the
+    set-wide rules are checked; errors at templated paths are never reported.
+    """
+    attempt = value
+    tried: dict[tuple[int | str, ...], int] = {}
+    while True:
+        try:
+            return model.model_validate(attempt)
+        except ValidationError as error:
+            unknown = [d for d in error.errors() if _path_of(part, d["loc"]) in templated]
+            if not unknown or len(unknown) < len(error.errors()):
+                raise
+            if attempt is value:
+                attempt = copy.deepcopy(value)
+            for detail in unknown:
+                loc = tuple(detail["loc"])
+                count = tried.get(loc, 0)
+                candidates = [*_allowed_literals(detail), *_STAND_INS]
+                if count >= len(candidates):
+                    raise
+                tried[loc] = count + 1
+                _put(attempt, loc, candidates[count])
+
+
+def _allowed_literals(detail: Any) -> list[str]:
+    if detail["type"] != "literal_error":
+        return []
+    return re.findall(r"'([^']*)'", str(detail.get("ctx", {}).get("expected", "")))[:1]
+
+
+def _put(container: Any, loc: tuple[int | str, ...], value: Any) -> None:
+    for key in loc[:-1]:
+        container = container[key]
+    container[loc[-1]] = value
 
 
 def _describe(
@@ -344,10 +417,12 @@ def _field_names(model: type[BaseModel] | None) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
-def _run_spec_checks(info: KindInfo, resource: Resource, problems: _Problems) -> None:
+def _run_spec_checks(info: KindInfo, loaded: _Loaded, problems: _Problems) -> None:
+    resource = loaded.resource
     for check in info.checks:
         for path, message in check(resource.spec):
-            problems.add(resource.location_of(path), resource.ref, f"spec.{path}", message)
+            if loaded.checks(path):
+                problems.add(resource.location_of(path), resource.ref, f"spec.{path}", message)
 
 
 def _check_set(
@@ -390,11 +465,12 @@ def _check_set(
     names_by_kind: dict[str, list[str]] = {}
     for resource in manifest_set.resources:
         names_by_kind.setdefault(resource.kind, []).append(resource.name)
-    for resource in manifest_set.resources:
+    for item in loaded:
+        resource = item.resource
         info = KINDS[resource.kind]
         for reference in info.references:
             for path, name in reference.names(resource.spec):
-                if (reference.kind, name) not in declared:
+                if (reference.kind, name) not in declared and item.checks(path):
                     problems.add(
                         resource.location_of(path),
                         resource.ref,
@@ -404,4 +480,5 @@ def _check_set(
                     )
         for set_check in info.set_checks:
             for path, message in set_check(resource, manifest_set):
-                problems.add(resource.location_of(path), resource.ref, f"spec.{path}", message)
+                if item.checks(path):
+                    problems.add(resource.location_of(path), resource.ref, f"spec.{path}", message)

@@ -1,9 +1,11 @@
 """JSON Schemas of the manifest kinds, generated from the models (never written by hand).
 
 ``python -m kaizenctl.manifests.schema [FOLDER]`` writes ``<kind>.json`` per kind
-and ``manifest.json`` (any kind, chosen by ``kind``) into FOLDER, ``schemas/``
-by default; ``--check`` only reports whether the files there are current.
-Editors use them through yaml-language-server (see schemas/README.md). The
+and ``manifest.json`` (any kind, chosen by ``kind``) into FOLDER,
+``kaizenctl/schemas/`` by default, which the wheel carries as package data;
+``--check`` only reports whether the files there are current. ``kaizenctl
+schema`` prints them (and the hand-kept output schemas in ``output/`` beside them).
+Editors use them through yaml-language-server (see docs/editors.md). The
 schemas describe one document's shape; set-wide checks (references,
 duplicates) need ``kaizenctl validate``.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,13 @@ from kaizenctl.manifests.models import API_VERSION, Metadata
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_BASE_URI = "https://kaizen.io/schemas/v1/"
-DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "schemas"
+DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / "schemas"
+# The versioned JSON outputs' schemas (written by hand, tested against real output).
+OUTPUT_SCHEMAS = {
+    "plan": "output/plan.v1.json",
+    "apply-result": "output/apply-result.v1.json",
+    "error": "output/error.v1.json",
+}
 
 
 def _document(kind: str, spec_ref: str) -> dict[str, Any]:
@@ -96,6 +105,33 @@ def generated_files() -> dict[str, str]:
     schemas = {f"{info.kind.lower()}.json": kind_schema(info) for info in KINDS.values()}
     schemas["manifest.json"] = manifest_schema()
     return {name: json.dumps(schema, indent=2) + "\n" for name, schema in schemas.items()}
+
+
+def schema_names() -> list[str]:
+    """What ``kaizenctl schema NAME`` accepts."""
+    return ["manifest", *KINDS, *OUTPUT_SCHEMAS]
+
+
+def schema_file_for(name: str) -> str | None:
+    """The packaged file (relative to ``kaizenctl/schemas``) of a schema name, any case."""
+    wanted = name.lower()
+    if wanted == "manifest":
+        return "manifest.json"
+    for kind in KINDS:
+        if kind.lower() == wanted:
+            return f"{kind.lower()}.json"
+    return OUTPUT_SCHEMAS.get(wanted)
+
+
+def packaged_schemas() -> dict[str, str]:
+    """Relative path -> text of every schema installed with kaizenctl (not regenerated)."""
+    folder = resources.files("kaizenctl") / "schemas"
+    names = [*generated_files(), *OUTPUT_SCHEMAS.values()]
+    texts = {}
+    for name in names:
+        entry = folder.joinpath(*name.split("/"))
+        texts[name] = entry.read_text(encoding="utf-8")
+    return texts
 
 
 def main(argv: list[str]) -> int:

@@ -149,6 +149,8 @@ class Document:
     key_locations: dict[str, SourceLocation] = field(default_factory=dict)
     # Full document paths whose value came from ${VAR} substitution.
     sensitive_paths: set[str] = field(default_factory=set)
+    # Structure-only reading: full document paths still holding an unresolved ${VAR}.
+    templated_paths: set[str] = field(default_factory=set)
     problems: list[SourceProblem] = field(default_factory=list)
 
     def location_near(self, path: str) -> SourceLocation:
@@ -200,9 +202,13 @@ def _mark(file: str, node: Node, *, end: bool = False) -> SourceLocation:
 class _DocumentBuilder:
     """Turns one composed node tree into values, recording marks per path."""
 
-    def __init__(self, file: str, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, file: str, environ: Mapping[str, str], *, structure_only: bool = False
+    ) -> None:
         self.file = file
-        self.environ = environ
+        # Structure only: no variable is read, so the result is the same on every machine.
+        self.environ: Mapping[str, str] = {} if structure_only else environ
+        self.structure_only = structure_only
         self.visited = 0
         # Collections being built right now: seeing one again means a recursive alias.
         self.active: set[int] = set()
@@ -362,6 +368,10 @@ class _DocumentBuilder:
         text = _SUBSTITUTION.sub(replace, node.value)
         for message in malformed:
             self._problem(location, path, message)
+        if unset and self.structure_only:
+            # The value is unknown here: the loader checks this field only for what it can be.
+            self.document.templated_paths.add(path)
+            unset = []
         for name in unset:
             self._problem(
                 location,
@@ -510,9 +520,13 @@ def _too_large(display: str) -> SourceProblem:
 
 
 def parse_documents(
-    display: str, text: str, environ: Mapping[str, str]
+    display: str, text: str, environ: Mapping[str, str], *, structure_only: bool = False
 ) -> Iterator[Document | SourceProblem]:
-    """Every non-empty document of ``text``; a YAML error ends the file with one problem."""
+    """Every non-empty document of ``text``; a YAML error ends the file with one problem.
+
+    ``structure_only`` reads no environment variable: ``${VAR:-default}`` takes its
+    default and a ``${VAR}`` without one stays as written (``Document.templated_paths``).
+    """
     try:
         for node in yaml.compose_all(text, Loader=_Loader):
             # `---` followed by nothing (or only comments) is an empty document, not a manifest.
@@ -520,7 +534,7 @@ def parse_documents(
                 isinstance(node, ScalarNode) and node.tag == _NULL_TAG and node.value == ""
             ):
                 continue
-            builder = _DocumentBuilder(display, environ)
+            builder = _DocumentBuilder(display, environ, structure_only=structure_only)
             try:
                 yield builder.build(node)
             except _Refused as refused:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 CI = Path(__file__).resolve().parents[2] / "examples" / "ci"
-INVOCATION = re.compile(r"\bkaizenctl\s+(validate|plan|apply|export)\b([^\n|>&;]*)")
+INVOCATION = re.compile(r"\bkaizenctl\s+(validate|plan|show|apply|export)\b([^\n|>&;]*)")
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -51,6 +51,8 @@ def test_workflow_plans_on_pull_requests_applies_the_saved_plan_and_checks_drift
     assert "schedule" in triggers
     runs = {job: " ".join(_strings(spec)) for job, spec in workflow["jobs"].items()}
     assert "--out plan.json" in runs["plan"]
+    # The PR comment is rendered from the saved plan that the merge applies.
+    assert "show plan.json --format markdown" in runs["plan"]
     assert "gh pr comment" in runs["plan"]
     assert "apply --plan plan.json" in runs["apply"]
     assert "--detailed-exitcode --format json" in runs["drift"]

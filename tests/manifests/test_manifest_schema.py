@@ -1,4 +1,4 @@
-"""schemas/*.json: generated from the models, current, and in agreement with validate."""
+"""kaizenctl/schemas/*.json: generated from the models, current, and in agreement with validate."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ import yaml
 
 from kaizenctl.kinds import KINDS
 from kaizenctl.manifests import schema
-from tests.paths import EXAMPLES
+from tests.paths import EXAMPLES, SCHEMAS
 
 HERE = Path(__file__).parent
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 def documents(path: Path) -> list[dict[str, Any]]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from kaizenctl.cli import cli
@@ -35,6 +37,16 @@ def test_a_dash_reads_standard_input() -> None:
     assert result.output == "7 resources OK\n"
 
 
-def test_a_path_is_required() -> None:
+def test_without_a_path_the_manifests_folder_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    missing = CliRunner().invoke(cli, ["validate"])
+    assert missing.exit_code == 1
+    assert "no PATH given and there is no ./manifests folder here" in str(missing.exception)
+
+    (tmp_path / "manifests").mkdir()
+    shutil.copy(HERE / "valid" / "base.yaml", tmp_path / "manifests" / "base.yaml")
     result = CliRunner().invoke(cli, ["validate"])
-    assert result.exit_code == 2
+    assert result.exit_code == 0, result.output
+    assert result.output == "7 resources OK\n"

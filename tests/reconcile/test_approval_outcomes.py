@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -22,8 +21,9 @@ from kaizenctl.reconcile.live import LiveSnapshot
 from kaizenctl.reconcile.plan import Action, Plan
 from kaizenctl.reconcile.state import State
 from kaizenctl.render import render_apply
+from tests.paths import SCHEMAS as PACKAGED_SCHEMAS
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "output"
+SCHEMAS = PACKAGED_SCHEMAS / "output"
 
 
 def _action(name: str, *depends: str) -> Action:

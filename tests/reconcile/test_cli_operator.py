@@ -18,11 +18,11 @@ import pytest
 from kaizenctl.cli import COMMANDS, main
 from kaizenctl.commands.common import use_color
 from kaizenctl.server.testing import RunningServer, running_server
-from tests.paths import EXAMPLES
+from tests.paths import EXAMPLES, SCHEMAS
 
 ROOT = Path(__file__).resolve().parents[2]
 ERROR_SCHEMA = jsonschema.Draft202012Validator(
-    json.loads((ROOT / "schemas" / "output" / "error.v1.json").read_text())
+    json.loads((SCHEMAS / "output" / "error.v1.json").read_text())
 )
 
 

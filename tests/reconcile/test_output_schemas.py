@@ -1,9 +1,8 @@
-"""The JSON outputs match their published schemas (schemas/output/*.v1.json)."""
+"""The JSON outputs match their published schemas (kaizenctl/schemas/output/*.v1.json)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -11,9 +10,10 @@ import pytest
 from kaizenctl.api.service import KaizenApi
 from kaizenctl.reconcile import PlanOptions
 from kaizenctl.render import render_apply, render_plan
+from tests.paths import SCHEMAS as ROOT_SCHEMAS
 from tests.reconcile.harness import Kaizen
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "output"
+SCHEMAS = ROOT_SCHEMAS / "output"
 
 
 def _validator(name: str) -> jsonschema.Draft202012Validator:

@@ -205,14 +205,14 @@ def _since(pid: int, before: float | None) -> float | None:
 
 
 def run_process(args: list[str], env: dict[str, str]) -> tuple[int, float, float, float, str]:
-    """(exit code, wall s, cpu s, peak RSS MB, stderr) of one child process, via wait4."""
-    with tempfile.TemporaryFile() as errors:
+    """(exit code, wall s, cpu s, peak RSS MB, stderr + stdout's tail) of one child, via wait4."""
+    with tempfile.TemporaryFile() as errors, tempfile.TemporaryFile() as output:
         started = time.perf_counter()
         process = subprocess.Popen(
             args,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=output,
             stderr=errors,
             preexec_fn=pinned_to(CLIENT_CPUS),
         )
@@ -221,6 +221,9 @@ def run_process(args: list[str], env: dict[str, str]) -> tuple[int, float, float
         process.returncode = os.waitstatus_to_exitcode(status)
         errors.seek(0)
         stderr = errors.read().decode(errors="replace")
+        if process.returncode not in (0, 2):
+            output.seek(0)
+            stderr += "\n--- stdout (tail) ---\n" + output.read().decode(errors="replace")[-3000:]
     # Linux reports ru_maxrss in KiB.
     return (
         process.returncode,
@@ -554,6 +557,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight-limit", type=int, default=32)
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1k/5k/10k plans")
     parser.add_argument(
+        "--only-scaling", action="store_true", help="only the 1k/5k/10k plans (and validate)"
+    )
+    parser.add_argument(
+        "--scales",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=None,
+        help="thousands of resources per scaling run, e.g. 1,5,10",
+    )
+    parser.add_argument(
         "--out", type=Path, default=HERE / "RESULTS.md", help="where to write the table"
     )
     options = parser.parse_args(argv)
@@ -570,61 +582,62 @@ def main(argv: list[str] | None = None) -> int:
         report.rows.append(made)
         return made
 
-    with tempfile.TemporaryDirectory() as folder:
-        manifests = write_set(Path(folder) / "set", shape, prefix="bench")
-        apply_args = ["apply", "--auto-approve", *common, str(manifests)]
-        plan_args = ["plan", "--detailed-exitcode", *common, str(manifests)]
-        progress(f"set of {shape.resources} manifests written; measuring the CLI")
-        applies, plans, plans_0 = [], [], []
-        for _ in range(runs):
-            with server_process(latency_ms=latency_ms) as server:
-                applies.append(measure_cli("apply (CLI)", server, apply_args))
-                plans.append(measure_cli("plan (CLI)", server, plan_args))
-                server.set_faults(latency_ms=0)
-                plans_0.append(measure_cli("plan at 0 ms (CLI)", server, plan_args))
-        row("apply from empty (CLI)", applies, apply_bounds(shape), latency_ms)
-        row("plan, no changes (CLI)", plans, plan_bounds(shape), latency_ms)
-        row("plan, no changes, 0 ms latency (CLI)", plans_0, None, 0.0)
-
-        progress("measuring the library (no interpreter start-up)")
-        lib_applies, lib_plans = [], []
-        for _ in range(runs):
-            with server_process(latency_ms=latency_ms) as server:
-                lib_applies.append(
-                    measure_library("apply", server, manifests, parallelism, apply=True)
-                )
-                lib_plans.append(
-                    measure_library("plan", server, manifests, parallelism, apply=False)
-                )
-        row("apply from empty (library)", lib_applies, apply_bounds(shape), latency_ms)
-        row("plan, no changes (library)", lib_plans, plan_bounds(shape), latency_ms)
-
-        progress(f"measuring adaptive concurrency (in-flight limit {options.in_flight_limit})")
-        knobs = {
-            "latency_ms": ADAPTIVE_LATENCY_MS,
-            "max_in_flight": options.in_flight_limit,
-            "retry_after_s": 1,
-        }
-        variants = [
-            ("apply, --parallelism 10 (fixed cap)", ["--parallelism", "10"]),
-            ("apply, adaptive (default: 10 rising to at most 64)", []),
-            ("apply, adaptive capped by --parallelism 24", ["--parallelism", "24"]),
-        ]
-        for name, flags in variants:
-            measured = []
+    if not options.only_scaling:
+        with tempfile.TemporaryDirectory() as folder:
+            manifests = write_set(Path(folder) / "set", shape, prefix="bench")
+            apply_args = ["apply", "--auto-approve", *common, str(manifests)]
+            plan_args = ["plan", "--detailed-exitcode", *common, str(manifests)]
+            progress(f"set of {shape.resources} manifests written; measuring the CLI")
+            applies, plans, plans_0 = [], [], []
             for _ in range(runs):
-                with server_process(**knobs) as server:
-                    measured.append(
-                        measure_cli(
-                            name, server, ["apply", "--auto-approve", *flags, str(manifests)]
-                        )
+                with server_process(latency_ms=latency_ms) as server:
+                    applies.append(measure_cli("apply (CLI)", server, apply_args))
+                    plans.append(measure_cli("plan (CLI)", server, plan_args))
+                    server.set_faults(latency_ms=0)
+                    plans_0.append(measure_cli("plan at 0 ms (CLI)", server, plan_args))
+            row("apply from empty (CLI)", applies, apply_bounds(shape), latency_ms)
+            row("plan, no changes (CLI)", plans, plan_bounds(shape), latency_ms)
+            row("plan, no changes, 0 ms latency (CLI)", plans_0, None, 0.0)
+
+            progress("measuring the library (no interpreter start-up)")
+            lib_applies, lib_plans = [], []
+            for _ in range(runs):
+                with server_process(latency_ms=latency_ms) as server:
+                    lib_applies.append(
+                        measure_library("apply", server, manifests, parallelism, apply=True)
                     )
-            report.adaptive.append(
-                Row(name, measured, apply_bounds(shape), ADAPTIVE_LATENCY_MS, parallelism)
-            )
+                    lib_plans.append(
+                        measure_library("plan", server, manifests, parallelism, apply=False)
+                    )
+            row("apply from empty (library)", lib_applies, apply_bounds(shape), latency_ms)
+            row("plan, no changes (library)", lib_plans, plan_bounds(shape), latency_ms)
+
+            progress(f"measuring adaptive concurrency (in-flight limit {options.in_flight_limit})")
+            knobs = {
+                "latency_ms": ADAPTIVE_LATENCY_MS,
+                "max_in_flight": options.in_flight_limit,
+                "retry_after_s": 1,
+            }
+            variants = [
+                ("apply, --parallelism 10 (fixed cap)", ["--parallelism", "10"]),
+                ("apply, adaptive (default: 10 rising to at most 64)", []),
+                ("apply, adaptive capped by --parallelism 24", ["--parallelism", "24"]),
+            ]
+            for name, flags in variants:
+                measured = []
+                for _ in range(runs):
+                    with server_process(**knobs) as server:
+                        measured.append(
+                            measure_cli(
+                                name, server, ["apply", "--auto-approve", *flags, str(manifests)]
+                            )
+                        )
+                report.adaptive.append(
+                    Row(name, measured, apply_bounds(shape), ADAPTIVE_LATENCY_MS, parallelism)
+                )
 
     if not (options.quick or options.no_scaling):
-        for thousands in SCALES:
+        for thousands in options.scales or SCALES:
             big = scaled(thousands)
             progress(f"scaling: {big.resources:,} resources")
             with tempfile.TemporaryDirectory() as folder:

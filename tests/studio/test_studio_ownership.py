@@ -33,7 +33,9 @@ def test_records_are_inactive_policies_hidden_from_live_state(
     assert [p["name"].partition("@")[0] for p in records] == ["kaizenctl.set.team-a"]
     assert records[0]["status"] == "inactive"
     capsys.readouterr()
-    assert main(["plan", "--format", "json", "--prune", "--set", "team-a", str(studio_examples)]) == 0
+    assert (
+        main(["plan", "--format", "json", "--prune", "--set", "team-a", str(studio_examples)]) == 0
+    )
     plan = json.loads(capsys.readouterr().out)
     assert plan["actions"] == []
     assert all("kaizenctl." not in item["name"] for item in plan.get("unmanaged", []))

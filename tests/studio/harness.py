@@ -42,15 +42,16 @@ KEYS = {env: f"{env}-gateway-key-0123" for env in ENVIRONMENTS}
 GATEWAY_NAMES = {"development": "dev-gw", "staging": "staging-gw", "production": "prod-gw"}
 
 
-def agent_manifest(prompt: str = "You help customers.") -> str:
+def agent_manifest(prompt: str = "You help customers.", provider: str | None = "openai") -> str:
+    """The agent; a server that stores no provider (the studio dialect) gets none."""
+    provider_line = f"  provider: {provider}\n" if provider else ""
     return f"""\
 apiVersion: kaizen.io/v1
 kind: Agent
 metadata: {{name: helper}}
 spec:
   system_prompt: {prompt!r}
-  provider: openai
-  model: gpt-4o-mini
+{provider_line}  model: gpt-4o-mini
 """
 
 

@@ -243,6 +243,12 @@ async def acquire(records: RecordService, set_name: str, options: LockOptions) -
             # Let a create that raced ours commit, so the list below sees it.
             await options.sleep(options.settle)
         claims = read_claims(await records.find(name), set_name)
+        if mine is None:
+            # A create that committed, lost its answer and was sent again meets its own
+            # record (409 where names are unique): that record is ours.
+            mine = next(
+                (c.record for c in claims if c.data and c.data.lock_id == data.lock_id), None
+            )
         now = options.clock()
         live: list[LockClaim] = []
         for claim in claims:

@@ -46,7 +46,9 @@ def test_rows_carry_type_default_allowed_values_and_notes() -> None:
     assert rows["temperature"].default == "`0.7`"
     assert rows["temperature"].allowed == "0 to 2"
     assert rows["provider"].allowed == "`openai`, `anthropic`, `azure`, `ollama`"
-    assert rows["provider"].required
+    # Optional in the manifests: the contract dialect requires it at plan, studio refuses it.
+    assert not rows["provider"].required
+    assert rows["system_prompt"].required
     assert rows["max_tokens"].type == "integer or null"
     assert rows["tools"].default == "`[]`"
     assert "A set" in rows["tools"].notes

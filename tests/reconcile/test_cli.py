@@ -152,10 +152,13 @@ def test_prune_on_the_command_line_deletes_what_no_manifest_holds_and_only_with_
 
     assert main(["apply", "--auto-approve", str(EXAMPLES)]) == 0
     assert "by-hand" in capsys.readouterr().out  # listed as unmanaged, not deleted
+    # Owned by no set: --prune keeps it, only --prune-unmanaged deletes it.
+    assert main(["plan", "--prune", "--detailed-exitcode", str(EXAMPLES)]) == 0
+    capsys.readouterr()
     env.clear_request_log()
-    assert main(["plan", "--prune", "--detailed-exitcode", str(EXAMPLES)]) == 2
+    assert main(["plan", "--prune-unmanaged", "--detailed-exitcode", str(EXAMPLES)]) == 2
     assert "delete Agent/by-hand" in capsys.readouterr().out
-    assert main(["apply", "--prune", "--auto-approve", str(EXAMPLES)]) == 0
+    assert main(["apply", "--prune-unmanaged", "--auto-approve", str(EXAMPLES)]) == 0
     deletes = [r for r in _non_auth_requests(env) if r.startswith("DELETE")]
     assert len(deletes) == 1
     assert deletes[0].startswith("DELETE /api/v1/agents/")

@@ -127,7 +127,7 @@ def test_a_registered_kind_is_loaded_planned_applied_fingerprinted_and_exported(
 
     # Gone from the manifests: listed as unmanaged, deleted with --prune.
     empty = desired_state([])
-    plan = build_plan(empty, live, PlanOptions(prune=True, allow_delete_all=True))
+    plan = build_plan(empty, live, PlanOptions(prune_unmanaged=True, allow_delete_all=True))
     assert [a.id for a in plan.actions] == ["delete:Widget/gear"]
     assert asyncio.run(execute_plan(api, plan, live)).ok
     assert server.widgets.items == {}

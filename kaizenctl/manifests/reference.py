@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from kaizenctl.api.capabilities import CONTRACT_CAPABILITIES, STUDIO_CAPABILITIES, Capabilities
 from kaizenctl.kinds import KINDS, KindInfo, create_order
 from kaizenctl.manifests.models import API_VERSION, NAME_PATTERN, NODE_ID_PATTERN, Metadata
 
@@ -44,17 +45,42 @@ class Dialect:
     accepts: Callable[[str, str], bool]
 
 
+def _table_holds(capabilities: Capabilities) -> Callable[[str, str], bool]:
+    """What a dialect's capability table lets its servers hold (``kaizenctl.api.capabilities``)."""
+
+    def holds(kind: str, path: str) -> bool:
+        if kind not in capabilities.kinds or kind in capabilities.refused_kinds:
+            return False
+        return not any(
+            limit.kind == kind and limit.path == path and limit.refused_if_set
+            for limit in capabilities.limits
+        )
+
+    return holds
+
+
 def _contract_holds(kind: str, path: str) -> bool:
     # A CONTRACT server deploys pipelines only: a Gateway, or a Deployment of an agent onto
-    # a gateway, is refused at plan (``reconcile.diff``'s ``refuse_agent_deployments``).
+    # a gateway, is refused at plan by the rollout planner, not by the table.
     if kind == "Gateway":
         return False
-    return not (kind == "Deployment" and path in ("agent", "gateway"))
+    if kind == "Deployment" and path in ("agent", "gateway"):
+        return False
+    return _table_holds(CONTRACT_CAPABILITIES)(kind, path)
 
 
-# One column each, in this order. A dialect that cannot hold a field refuses it at plan
-# time; when dialects get a capability table, ``accepts`` should read it.
-DIALECTS: tuple[Dialect, ...] = (Dialect("contract", _contract_holds),)
+def _studio_holds(kind: str, path: str) -> bool:
+    # The shipped backend deploys agents onto gateways only: a pipeline deployment is refused.
+    if kind == "Deployment" and path == "pipeline":
+        return False
+    return _table_holds(STUDIO_CAPABILITIES)(kind, path)
+
+
+# One column each, in this order. A dialect that cannot hold a field refuses it at plan.
+DIALECTS: tuple[Dialect, ...] = (
+    Dialect("contract", _contract_holds),
+    Dialect("studio", _studio_holds),
+)
 
 
 @dataclass(frozen=True)

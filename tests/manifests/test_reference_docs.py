@@ -66,26 +66,45 @@ def test_each_dialect_is_a_column_filled_from_what_it_accepts(
         (*reference.DIALECTS, reference.Dialect("tiny", no_positions)),
     )
     page = reference.render_reference()
-    assert "| `contract` dialect | `tiny` dialect |" in page
+    assert "| `contract` dialect | `studio` dialect | `tiny` dialect |" in page
     position_row = next(line for line in page.splitlines() if "`nodes[].position.x`" in line)
-    assert position_row.endswith("| yes | no |")
+    assert position_row.endswith("| yes | yes | no |")
     id_row = next(line for line in page.splitlines() if "`nodes[].id`" in line)
-    assert id_row.endswith("| yes | yes |")
+    assert id_row.endswith("| yes | yes | yes |")
 
 
-def test_the_contract_column_says_what_a_contract_server_refuses() -> None:
-    # tests/reconcile/test_contract_refuses_gateways.py shows the refusal itself.
-    rows = {
-        (kind, line.split("`")[1]): line.rsplit("|", 2)[1].strip()
+def _dialect_columns() -> dict[tuple[str, str], tuple[str, str]]:
+    """(kind, field) -> (contract cell, studio cell)."""
+    return {
+        (kind, line.split("`")[1]): (
+            line.rsplit("|", 3)[1].strip(),
+            line.rsplit("|", 3)[2].strip(),
+        )
         for kind, section in _sections(reference.render_reference()).items()
         for line in section.splitlines()
         if line.startswith("| `")
     }
-    assert rows[("Gateway", "api_url")] == "no"
-    assert rows[("Deployment", "agent")] == "no"
-    assert rows[("Deployment", "gateway")] == "no"
-    assert rows[("Deployment", "pipeline")] == "yes"
-    assert rows[("Agent", "model")] == "yes"
+
+
+def test_the_contract_column_says_what_a_contract_server_refuses() -> None:
+    # tests/reconcile/test_contract_refuses_gateways.py shows the refusal itself.
+    contract = {key: cells[0] for key, cells in _dialect_columns().items()}
+    assert contract[("Gateway", "api_url")] == "no"
+    assert contract[("Deployment", "agent")] == "no"
+    assert contract[("Deployment", "gateway")] == "no"
+    assert contract[("Deployment", "pipeline")] == "yes"
+    assert contract[("Agent", "model")] == "yes"
+    assert contract[("Agent", "agent_type")] == "no"
+
+
+def test_the_studio_column_reads_the_studio_capability_table() -> None:
+    # tests/studio/test_studio_refusals.py shows the refusals themselves.
+    studio = {key: cells[1] for key, cells in _dialect_columns().items()}
+    assert studio[("Agent", "provider")] == "no"
+    assert studio[("Agent", "agent_type")] == "yes"
+    assert studio[("Deployment", "pipeline")] == "no"
+    assert studio[("Deployment", "agent")] == "yes"
+    assert studio[("Gateway", "api_url")] == "yes"
 
 
 def _sections(page: str) -> dict[str, str]:

@@ -55,7 +55,10 @@ def _start_apply(
 
 @pytest.mark.timeout(120)
 def test_two_apply_processes_started_together_exactly_one_writes() -> None:
-    with running_server(latency_ms=10, deploy_step_s=0.01) as server:
+    # 100 ms a request keeps the first apply writing for seconds, far longer than the two
+    # processes' start-up skew on a loaded machine (at 10 ms the second could start late
+    # enough to find nothing left to do).
+    with running_server(latency_ms=100, deploy_step_s=0.01) as server:
         processes = [_start_apply(server), _start_apply(server)]
         finished = [p.communicate(timeout=CLI_TIMEOUT_S) for p in processes]
         codes = sorted(p.returncode for p in processes)

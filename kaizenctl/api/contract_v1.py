@@ -293,16 +293,15 @@ class AuthV1:
         register_secret(tokens.refresh_token)
         return tokens
 
-    async def login(self, email: str, password: str) -> AuthTokens:
+    async def _send_login(
+        self, password: str, *, json: Any = None, data: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """POST /auth/login, a form (contract) or JSON (studio); a refusal names the settings."""
         register_secret(password)
         try:
             # A login creates nothing that matters twice, so a lost answer may be re-sent.
-            response = await self.session.request(
-                "POST",
-                "/auth/login",
-                data={"username": email, "password": password},
-                authenticated=False,
-                idempotent=True,
+            return await self.session.request(
+                "POST", "/auth/login", json=json, data=data, authenticated=False, idempotent=True
             )
         except AuthenticationError as exc:
             raise AuthenticationError(
@@ -312,6 +311,9 @@ class AuthV1:
                 exc.detail,
                 hint="check KAIZEN_EMAIL and KAIZEN_PASSWORD",
             ) from None
+
+    async def login(self, email: str, password: str) -> AuthTokens:
+        response = await self._send_login(password, data={"username": email, "password": password})
         return self._tokens(response, self.session.decode(response))
 
     async def register(

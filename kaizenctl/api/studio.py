@@ -66,7 +66,6 @@ from kaizenctl.api.records import RECORD_DESCRIPTION, ServerRecord, is_record_na
 from kaizenctl.api.retry import create_at_most_once
 from kaizenctl.api.session import ApiSession, QueryParams
 from kaizenctl.errors import UsageError
-from kaizenctl.redact import register_secret
 
 API_PREFIX = "/api/v1"
 # The server's maximum page (101 answers 422). Its ``total`` is the page length, so a
@@ -1249,27 +1248,9 @@ class StudioAuth(AuthV1):
         self.scope = scope
 
     async def login(self, email: str, password: str) -> AuthTokens:
-        register_secret(password)
-        from kaizenctl.api.errors import AuthenticationError
-
-        try:
-            # Rate-limited to 10 a minute per IP: a run logs in once; 429 is retried after
-            # its Retry-After by the session.
-            response = await self.session.request(
-                "POST",
-                "/auth/login",
-                json={"email": email, "password": password},
-                authenticated=False,
-                idempotent=True,
-            )
-        except AuthenticationError as exc:
-            raise AuthenticationError(
-                exc.method,
-                exc.path,
-                exc.status,
-                exc.detail,
-                hint="check KAIZEN_EMAIL and KAIZEN_PASSWORD",
-            ) from None
+        # Rate-limited to 10 a minute per IP: a run logs in once; a 429 is retried after its
+        # Retry-After by the session.
+        response = await self._send_login(password, json={"email": email, "password": password})
         data = _object(self.session.decode(response), response, "a login answer")
         if isinstance(data.get("user"), dict):
             self.scope.know_organization(_user(data["user"], response).organization_id)

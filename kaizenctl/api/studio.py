@@ -31,8 +31,9 @@ import json
 import re
 import struct
 import uuid
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -302,6 +303,102 @@ def _not_ours_on_403(error: ApiError) -> ApiError:
     return error
 
 
+async def _request_by_id(
+    session: ApiSession, method: str, path: str, **options: Any
+) -> httpx.Response:
+    """A request about one id; a 403 for it means another organization's (``_not_ours_on_403``)."""
+    try:
+        return await session.request(method, path, **options)
+    except ApiError as error:
+        raise _not_ours_on_403(error) from None
+
+
+class _StudioResource(Generic[T]):
+    """What agents, pipelines and policies share here: the records of one organization, read
+    by id (a foreign one refused) or found by an exact name (two of one name refused).
+
+    A subclass sets ``kind`` (for messages), ``path``, ``noun`` / ``a_noun`` (how a record is
+    named in errors), ``envelope`` when an item's answer wraps the record, ``listed_whole``
+    when a listed record holds every field, and implements ``_records`` (the listed records
+    kaizenctl manages) and ``_parse`` (a record as the dialect-independent model).
+    """
+
+    kind = ""
+    path = ""
+    noun = ""
+    a_noun = ""
+    # The key under which an item answer holds the record (pipelines: "data"); None: the answer.
+    envelope: str | None = None
+    # A listed record has every field (policies): one found by name is not read again. Else
+    # (agents: no tools in a list record) it is read by id.
+    listed_whole = False
+
+    def __init__(self, session: ApiSession, scope: _Scope) -> None:
+        self.session = session
+        self.scope = scope
+
+    def _item_path(self, item_id: str) -> str:
+        return f"{self.path}/{path_segment(item_id)}"
+
+    @abstractmethod
+    async def _records(self) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def _parse(self, data: dict[str, Any], response: httpx.Response) -> T: ...
+
+    def _parse_listed(self, record: dict[str, Any]) -> T:
+        return self._parse(record, _stub_response("GET", self.session.full_path(self.path)))
+
+    def _record_of(self, response: httpx.Response) -> dict[str, Any]:
+        """The record an item answer (a read, a create, an update) holds."""
+        data = _object(
+            self.session.decode(response), response, "an answer" if self.envelope else self.a_noun
+        )
+        if self.envelope is not None:
+            data = _object(data.get(self.envelope), response, self.a_noun)
+        return data
+
+    async def _read(self, item_id: str) -> tuple[dict[str, Any], httpx.Response]:
+        """One record by id, checked to be this organization's."""
+        response = await _request_by_id(self.session, "GET", self._item_path(item_id))
+        data = self._record_of(response)
+        await self.scope.check_organization(data, self.noun, "GET", response.request.url.path)
+        return data, response
+
+    async def get(self, item_id: str) -> T:
+        data, response = await self._read(item_id)
+        return self._parse(data, response)
+
+    async def _found(self, record: dict[str, Any]) -> T:
+        if self.listed_whole:
+            return self._parse_listed(record)
+        return await self.get(str(record["id"]))
+
+    async def find_by_name(self, name: str) -> T | None:
+        matches = [r for r in await self._records() if r.get("name") == name]
+        if len(matches) > 1:
+            raise DuplicateNameError(
+                "GET",
+                self.session.full_path(self.path),
+                self.kind,
+                name,
+                [str(r.get("id")) for r in matches],
+            )
+        return await self._found(matches[0]) if matches else None
+
+    async def _create_once(self, name: Any, body: dict[str, Any]) -> T:
+        """POST ``body``; a lost answer is resolved by looking ``name`` up, never by re-posting."""
+
+        async def send() -> T:
+            response = await self.session.request("POST", self.path, json=body)
+            return self._parse(self._record_of(response), response)
+
+        async def find() -> T | None:
+            return await self.find_by_name(name) if isinstance(name, str) else None
+
+        return await create_at_most_once(self.session.policy, send, find)
+
+
 # ---- lists ----------------------------------------------------------------------------
 
 
@@ -385,16 +482,11 @@ def _agent_body(fields: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-class StudioAgents:
+class StudioAgents(_StudioResource[Agent]):
     kind = "Agent"
     path = "/agents"
-
-    def __init__(self, session: ApiSession, scope: _Scope) -> None:
-        self.session = session
-        self.scope = scope
-
-    def _item_path(self, agent_id: str) -> str:
-        return f"{self.path}/{path_segment(agent_id)}"
+    noun = "agent"
+    a_noun = "an agent"
 
     async def _records(self) -> list[dict[str, Any]]:
         workspace_id = await self.scope.workspace_id()
@@ -414,32 +506,10 @@ class StudioAgents:
         records = await self._records()
         return list(await asyncio.gather(*(self.get(str(r["id"])) for r in records)))
 
-    async def _read(self, agent_id: str) -> tuple[dict[str, Any], httpx.Response]:
-        try:
-            response = await self.session.request("GET", self._item_path(agent_id))
-        except ApiError as error:
-            raise _not_ours_on_403(error) from None
-        data = _object(self.session.decode(response), response, "an agent")
-        await self.scope.check_organization(data, "agent", "GET", response.request.url.path)
-        return data, response
-
-    async def get(self, agent_id: str) -> Agent:
-        data, response = await self._read(agent_id)
+    def _parse(self, data: dict[str, Any], response: httpx.Response) -> Agent:
         tools = data.get("tools") or []
         names = sorted({str(t.get("name")) for t in tools if isinstance(t, dict)})
         return _agent(data, names, response)
-
-    async def find_by_name(self, name: str) -> Agent | None:
-        matches = [r for r in await self._records() if r.get("name") == name]
-        if len(matches) > 1:
-            raise DuplicateNameError(
-                "GET",
-                self.session.full_path(self.path),
-                self.kind,
-                name,
-                [str(r.get("id")) for r in matches],
-            )
-        return await self.get(str(matches[0]["id"])) if matches else None
 
     async def create(self, fields: dict[str, Any]) -> Agent:
         workspace_id = await self.scope.ensure_workspace()
@@ -531,12 +601,9 @@ class StudioAgents:
 
     async def delete(self, agent_id: str) -> None:
         # Archives it; it stays listed as archived, which every list here leaves out.
-        try:
-            await self.session.request(
-                "DELETE", self._item_path(agent_id), missing_ok_on_retry=True
-            )
-        except ApiError as error:
-            raise _not_ours_on_403(error) from None
+        await _request_by_id(
+            self.session, "DELETE", self._item_path(agent_id), missing_ok_on_retry=True
+        )
 
     async def list_versions(self, agent_id: str) -> list[AgentVersion]:
         response = await self.session.request("GET", f"{self._item_path(agent_id)}/versions")
@@ -682,18 +749,17 @@ class GraphNotStoredError(ApiError):
     """A graph write answered 200 but the server stored something else (it skips failures)."""
 
 
-class StudioPipelines:
+class StudioPipelines(_StudioResource[Pipeline]):
     kind = "Pipeline"
     path = "/pipelines"
+    noun = "pipeline"
+    a_noun = "a pipeline"
+    envelope = "data"
 
     def __init__(self, session: ApiSession, scope: _Scope) -> None:
-        self.session = session
-        self.scope = scope
+        super().__init__(session, scope)
         # One read serves both get_nodes and get_connections of a pipeline.
         self._graphs: dict[str, asyncio.Task[_StoredGraph]] = {}
-
-    def _item_path(self, pipeline_id: str) -> str:
-        return f"{self.path}/{path_segment(pipeline_id)}"
 
     async def _records(self) -> list[dict[str, Any]]:
         workspace_id = await self.scope.workspace_id()
@@ -719,21 +785,9 @@ class StudioPipelines:
         return kept
 
     async def list_all(self) -> list[Pipeline]:
-        stub = _stub_response("GET", self.session.full_path(self.path))
-        return [_pipeline(record, stub) for record in await self._records()]
+        return [self._parse_listed(record) for record in await self._records()]
 
-    async def _read(self, pipeline_id: str) -> tuple[dict[str, Any], httpx.Response]:
-        try:
-            response = await self.session.request("GET", self._item_path(pipeline_id))
-        except ApiError as error:
-            raise _not_ours_on_403(error) from None
-        body = _object(self.session.decode(response), response, "an answer")
-        data = _object(body.get("data"), response, "a pipeline")
-        await self.scope.check_organization(data, "pipeline", "GET", response.request.url.path)
-        return data, response
-
-    async def get(self, pipeline_id: str) -> Pipeline:
-        data, response = await self._read(pipeline_id)
+    def _parse(self, data: dict[str, Any], response: httpx.Response) -> Pipeline:
         return _pipeline(data, response)
 
     async def _graph(self, pipeline_id: str) -> _StoredGraph:
@@ -758,18 +812,6 @@ class StudioPipelines:
     async def get_connections(self, pipeline_id: str) -> list[PipelineConnection]:
         return (await self._graph(pipeline_id)).connections
 
-    async def find_by_name(self, name: str) -> Pipeline | None:
-        matches = [r for r in await self._records() if r.get("name") == name]
-        if len(matches) > 1:
-            raise DuplicateNameError(
-                "GET",
-                self.session.full_path(self.path),
-                self.kind,
-                name,
-                [str(r.get("id")) for r in matches],
-            )
-        return await self.get(str(matches[0]["id"])) if matches else None
-
     async def create(self, fields: dict[str, Any]) -> Pipeline:
         workspace_id = await self.scope.ensure_workspace()
         shown = self.session.full_path(self.path)
@@ -778,17 +820,7 @@ class StudioPipelines:
             "organization_id": await self.scope.organization_id(),
             "workspace_id": workspace_id,
         }
-        name = fields.get("name")
-
-        async def send() -> Pipeline:
-            response = await self.session.request("POST", self.path, json=body)
-            answer = _object(self.session.decode(response), response, "an answer")
-            return _pipeline(_object(answer.get("data"), response, "a pipeline"), response)
-
-        async def find() -> Pipeline | None:
-            return await self.find_by_name(name) if isinstance(name, str) else None
-
-        return await create_at_most_once(self.session.policy, send, find)
+        return await self._create_once(fields.get("name"), body)
 
     async def update(self, pipeline_id: str, changes: dict[str, Any]) -> Pipeline:
         path = self._item_path(pipeline_id)
@@ -973,80 +1005,40 @@ def _policy_body(fields: dict[str, Any], method: str, path: str) -> dict[str, An
     return body
 
 
-class StudioPolicies:
+class StudioPolicies(_StudioResource[Policy]):
     kind = "Policy"
     path = "/policies"
-
-    def __init__(self, session: ApiSession, scope: _Scope) -> None:
-        self.session = session
-        self.scope = scope
-
-    def _item_path(self, policy_id: str) -> str:
-        return f"{self.path}/{path_segment(policy_id)}"
+    noun = "policy"
+    a_noun = "a policy"
+    listed_whole = True
 
     async def _records(self) -> list[dict[str, Any]]:
         records = await _list_pages(self.session, self.path, "records")
         return [r for r in records if await self.scope.is_ours(r, in_workspace=False)]
 
     async def list_all(self) -> list[Policy]:
-        stub = _stub_response("GET", self.session.full_path(self.path))
-        return [_policy(record, stub) for record in await self._records()]
+        return [self._parse_listed(record) for record in await self._records()]
 
-    async def get(self, policy_id: str) -> Policy:
-        try:
-            response = await self.session.request("GET", self._item_path(policy_id))
-        except ApiError as error:
-            raise _not_ours_on_403(error) from None
-        data = _object(self.session.decode(response), response, "a policy")
-        await self.scope.check_organization(data, "policy", "GET", response.request.url.path)
+    def _parse(self, data: dict[str, Any], response: httpx.Response) -> Policy:
         return _policy(data, response)
-
-    async def find_by_name(self, name: str) -> Policy | None:
-        matches = [r for r in await self._records() if r.get("name") == name]
-        if len(matches) > 1:
-            raise DuplicateNameError(
-                "GET",
-                self.session.full_path(self.path),
-                self.kind,
-                name,
-                [str(r.get("id")) for r in matches],
-            )
-        if not matches:
-            return None
-        return _policy(matches[0], _stub_response("GET", self.session.full_path(self.path)))
 
     async def create(self, fields: dict[str, Any]) -> Policy:
         body = _policy_body(fields, "POST", self.session.full_path(self.path))
         body.setdefault("conditions", {})
-        name = fields.get("name")
-
-        async def send() -> Policy:
-            response = await self.session.request("POST", self.path, json=body)
-            return _policy(_object(self.session.decode(response), response, "a policy"), response)
-
-        async def find() -> Policy | None:
-            return await self.find_by_name(name) if isinstance(name, str) else None
-
-        return await create_at_most_once(self.session.policy, send, find)
+        return await self._create_once(fields.get("name"), body)
 
     async def update(self, policy_id: str, changes: dict[str, Any]) -> Policy:
         path = self._item_path(policy_id)
         body = _policy_body(changes, "PUT", self.session.full_path(path))
         if not body:
             return await self.get(policy_id)
-        try:
-            response = await self.session.request("PUT", path, json=body)
-        except ApiError as error:
-            raise _not_ours_on_403(error) from None
-        return _policy(_object(self.session.decode(response), response, "a policy"), response)
+        response = await _request_by_id(self.session, "PUT", path, json=body)
+        return self._parse(self._record_of(response), response)
 
     async def delete(self, policy_id: str) -> None:
-        try:
-            await self.session.request(
-                "DELETE", self._item_path(policy_id), missing_ok_on_retry=True
-            )
-        except ApiError as error:
-            raise _not_ours_on_403(error) from None
+        await _request_by_id(
+            self.session, "DELETE", self._item_path(policy_id), missing_ok_on_retry=True
+        )
 
 
 # ---- deployments: not this dialect's (the server deploys agents, not pipelines) -------
@@ -1151,12 +1143,9 @@ class StudioRecords:
     async def replace(self, record_id: str, data: dict[str, Any]) -> ServerRecord:
         suffix = f"@{await self.scope.ensure_workspace()}"
         path = f"{self.path}/{path_segment(record_id)}"
-        try:
-            response = await self.session.request(
-                "PUT", path, json={"conditions": {"kaizenctl": data}}
-            )
-        except ApiError as error:
-            raise _not_ours_on_403(error) from None
+        response = await _request_by_id(
+            self.session, "PUT", path, json={"conditions": {"kaizenctl": data}}
+        )
         return self._checked(
             _object(self.session.decode(response), response, "a policy"), suffix, response
         )

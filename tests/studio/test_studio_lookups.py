@@ -1,0 +1,69 @@
+"""Look-ups by name in the studio dialect: which ones read the record again by id, and why."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from kaizenctl.api.connect import connect_studio
+from kaizenctl.api.retry import RetryPolicy
+from kaizenctl.api.settings import ConnectionSettings
+from kaizenctl.api.studio import StudioApi
+from tests.api.api_helpers import run
+from tests.studio.studio_fake import EMAIL, PASSWORD, FakeStudio
+
+T = TypeVar("T")
+
+
+def _with_api(
+    studio: FakeStudio, policy: RetryPolicy, use: Callable[[StudioApi], Awaitable[T]]
+) -> T:
+    settings = ConnectionSettings(
+        api_url="http://127.0.0.1:9",
+        email=EMAIL,
+        password=PASSWORD,
+        dialect="studio",
+        workspace="w",
+    )
+
+    async def go() -> T:
+        api = await connect_studio(settings, transport=studio.transport(), policy=policy)
+        try:
+            return await use(api)
+        finally:
+            await api.aclose()
+
+    return run(go())
+
+
+def test_an_agent_found_by_name_is_read_by_id_for_its_tools(
+    studio: FakeStudio, policy: RetryPolicy
+) -> None:
+    # A listed agent record carries no tools: the one found must be read whole.
+    async def go(api: StudioApi) -> list[str] | None:
+        await api.agents.create({"name": "helper", "model": "gpt-4o", "tools": ["search"]})
+        found = await api.agents.find_by_name("helper")
+        return found.tools if found else None
+
+    assert _with_api(studio, policy, go) == ["search"]
+
+
+def test_a_policy_found_by_name_is_taken_from_the_list_without_a_second_read(
+    studio: FakeStudio, policy: RetryPolicy
+) -> None:
+    fields = {
+        "name": "no-deletes",
+        "effect": "deny",
+        "resource_type": "agent",
+        "actions": ["delete"],
+        "conditions": [],
+    }
+
+    async def go(api: StudioApi) -> str | None:
+        await api.policies.create(fields)
+        studio.requests.clear()
+        found = await api.policies.find_by_name("no-deletes")
+        return found.effect if found else None
+
+    assert _with_api(studio, policy, go) == "deny"
+    assert studio.count("GET", "/policies") == 1  # the list; no GET /policies/{id}

@@ -18,7 +18,8 @@ absorb (UPSTREAM facts, checked live):
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -32,6 +33,8 @@ PENDING = "pending"
 APPROVED = "approved"
 COMPLETED = "completed"
 REJECTED = "rejected"
+
+T = TypeVar("T", Gateway, AgentDeployment, Promotion)
 
 
 class ApprovalRequiredError(ApiError):
@@ -57,6 +60,33 @@ def _listed(response: httpx.Response, key: str | None, method: str, path: str) -
         what = f"no list under {key!r}" if key else "not a JSON list"
         raise ResponseFormatError(method, path, response.status_code, what)
     return data
+
+
+async def _post_at_most_once(
+    session: ApiSession,
+    path: str,
+    body: dict[str, Any],
+    parse: Callable[[dict[str, Any]], T],
+    list_all: Callable[[], Awaitable[list[T]]],
+    is_result: Callable[[T], bool],
+) -> T:
+    """POST ``body`` to ``path`` at most once.
+
+    Nothing here is unique, so a lost answer is resolved by what is new: the ids
+    listed before sending are remembered, and the one item listed after that is
+    not among them and ``is_result`` is ours; none, or several, is not found.
+    """
+    known = {item.id for item in await list_all()}
+
+    async def send() -> T:
+        response = await session.request("POST", path, json=body)
+        return parse(_object(response, "POST", path))
+
+    async def find() -> T | None:
+        new = [item for item in await list_all() if item.id not in known and is_result(item)]
+        return new[0] if len(new) == 1 else None
+
+    return await create_at_most_once(session.policy, send, find)
 
 
 def parse_gateway(data: dict[str, Any]) -> Gateway:
@@ -150,22 +180,15 @@ class StudioGateways:
 
     async def create(self, fields: dict[str, Any]) -> Gateway:
         body = {key: value for key, value in fields.items() if value is not None}
-        known = {gateway.id for gateway in await self.list_all()}
-
-        async def send() -> Gateway:
-            response = await self._session.request("POST", self.path, json=body)
-            return parse_gateway(_object(response, "POST", self.path))
-
-        async def find() -> Gateway | None:
-            # Names are not unique here: a lost create is the new gateway of that name.
-            new = [
-                gateway
-                for gateway in await self.list_all()
-                if gateway.name == body.get("name") and gateway.id not in known
-            ]
-            return new[0] if len(new) == 1 else None
-
-        return await create_at_most_once(self._session.policy, send, find)
+        # Names are not unique here: a lost create is the new gateway of that name.
+        return await _post_at_most_once(
+            self._session,
+            self.path,
+            body,
+            parse_gateway,
+            self.list_all,
+            lambda gateway: gateway.name == body.get("name"),
+        )
 
     async def update(self, gateway_id: str, changes: dict[str, Any]) -> Gateway:
         # Unset on this server is "", and a PUT drops nulls: send "" to clear a field.
@@ -202,23 +225,16 @@ class StudioAgentDeployments:
         body: dict[str, Any] = {"agent_id": agent_id, "gateway_id": gateway_id}
         if agent_version_id:
             body["agent_version_id"] = agent_version_id
-        known = {deployment.id for deployment in await self.list_all()}
-
-        async def send() -> AgentDeployment:
-            response = await self._session.request("POST", self.path, json=body)
-            return parse_deployment(_object(response, "POST", self.path))
-
-        async def find() -> AgentDeployment | None:
-            new = [
-                deployment
-                for deployment in await self.list_all()
-                if deployment.id not in known
-                and deployment.agent_id == agent_id
-                and deployment.gateway_id == gateway_id
-            ]
-            return new[0] if len(new) == 1 else None
-
-        return await create_at_most_once(self._session.policy, send, find)
+        return await _post_at_most_once(
+            self._session,
+            self.path,
+            body,
+            parse_deployment,
+            self.list_all,
+            lambda deployment: (
+                deployment.agent_id == agent_id and deployment.gateway_id == gateway_id
+            ),
+        )
 
     async def stop(self, deployment_id: str) -> AgentDeployment:
         path = f"{self.path}/{deployment_id}/stop"
@@ -273,23 +289,17 @@ class StudioPromotions:
             "source_environment": source_environment,
             "target_environment": target_environment,
         }
-        known = {promotion.id for promotion in await self.list_all()}
-
-        async def send() -> Promotion:
-            response = await self._session.request("POST", self.path, json=body)
-            return parse_promotion(_object(response, "POST", self.path))
-
-        async def find() -> Promotion | None:
-            new = [
-                promotion
-                for promotion in await self.list_all()
-                if promotion.id not in known
-                and promotion.source_deployment_id == source_deployment_id
+        return await _post_at_most_once(
+            self._session,
+            self.path,
+            body,
+            parse_promotion,
+            self.list_all,
+            lambda promotion: (
+                promotion.source_deployment_id == source_deployment_id
                 and promotion.target_gateway_id == target_gateway_id
-            ]
-            return new[0] if len(new) == 1 else None
-
-        return await create_at_most_once(self._session.policy, send, find)
+            ),
+        )
 
     async def execute(self, promotion: Promotion) -> Promotion:
         """Carry out a promotion that needs no approval, or one already approved.

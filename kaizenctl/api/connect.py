@@ -10,8 +10,9 @@ at ``-v``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,6 +27,7 @@ from kaizenctl.api.session import ApiSession, TokenState, tls_verification
 from kaizenctl.api.settings import ConnectionSettings
 
 _log = http_logger()
+Dialect = TypeVar("Dialect", ContractV1Api, studio.StudioApi)
 
 
 async def connect_v1(
@@ -35,29 +37,13 @@ async def connect_v1(
     policy: RetryPolicy | None = None,
 ) -> ContractV1Api:
     """Like ``connect``, typed as the concrete dialect (for its ``auth`` service)."""
-    settings.require_auth()
-    session = ApiSession(
-        base_url(settings.api_url),
-        parallelism=settings.parallelism,
-        timeout=settings.timeout,
-        verify=tls_verification(settings.ca_bundle),
-        transport=transport,
-        policy=policy,
-        tokens=TokenState(settings.token, settings.refresh_token),
-    )
-    api = ContractV1Api(
-        session, api_url=settings.api_url, email=settings.email, password=settings.password
-    )
-    if not settings.token:
-        try:
-            await api.auth.log_in_with_credentials()
-        except ApiError as error:
-            await api.aclose()
-            raise _explained(error, settings.api_url) from None
-        except BaseException:
-            await api.aclose()
-            raise
-    return api
+
+    def open_dialect(session: ApiSession) -> ContractV1Api:
+        return ContractV1Api(
+            session, api_url=settings.api_url, email=settings.email, password=settings.password
+        )
+
+    return await _logged_in(settings, base_url(settings.api_url), transport, policy, open_dialect)
 
 
 # Answers that mean "there is no Kaizen Studio login here" rather than "wrong password".
@@ -82,11 +68,12 @@ def _explained(error: ApiError, api_url: str) -> ApiError:
 
 def _session(
     settings: ConnectionSettings,
+    base: str,
     transport: httpx.AsyncBaseTransport | None,
     policy: RetryPolicy | None,
 ) -> ApiSession:
     return ApiSession(
-        studio.base_url(settings.api_url),
+        base,
         parallelism=settings.parallelism,
         timeout=settings.timeout,
         verify=tls_verification(settings.ca_bundle),
@@ -103,18 +90,37 @@ async def connect_studio(
     policy: RetryPolicy | None = None,
 ) -> studio.StudioApi:
     """Like ``connect``, for a shipped Kaizen Studio server, typed as that dialect."""
-    settings.require_auth()
-    session = _session(settings, transport, policy)
-    try:
-        api = studio.StudioApi(
+
+    def open_dialect(session: ApiSession) -> studio.StudioApi:
+        return studio.StudioApi(
             session,
             api_url=settings.api_url,
             workspace=settings.workspace,
             email=settings.email,
             password=settings.password,
         )
+
+    # Logs in once per run: this server allows 10 logins a minute per address.
+    return await _logged_in(
+        settings, studio.base_url(settings.api_url), transport, policy, open_dialect
+    )
+
+
+async def _logged_in(
+    settings: ConnectionSettings,
+    base: str,
+    transport: httpx.AsyncBaseTransport | None,
+    policy: RetryPolicy | None,
+    open_dialect: Callable[[ApiSession], Dialect],
+) -> Dialect:
+    """A dialect's API over a new session to ``base``, logged in with the settings'
+    credentials unless they hold a token. On any failure the session is closed; a
+    login refused where there is no Kaizen login says so (``_explained``)."""
+    settings.require_auth()
+    session = _session(settings, base, transport, policy)
+    try:
+        api = open_dialect(session)
         if not settings.token:
-            # Once per run: this server allows 10 logins a minute per address.
             await api.auth.log_in_with_credentials()
     except ApiError as error:
         await session.aclose()
@@ -132,7 +138,7 @@ async def detect_dialect(
     policy: RetryPolicy | None = None,
 ) -> str:
     """``contract`` or ``studio``, by one unauthenticated request."""
-    session = _session(settings, transport, policy)
+    session = _session(settings, studio.base_url(settings.api_url), transport, policy)
     try:
         found = "studio" if await studio.looks_like_studio(session) else "contract"
     finally:

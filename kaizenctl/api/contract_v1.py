@@ -30,6 +30,7 @@ import httpx
 from kaizenctl.api.capabilities import CONTRACT_CAPABILITIES, Capabilities
 from kaizenctl.api.crud import (
     DeploymentLedger,
+    DialectApi,
     NamedResourceService,
     PageNumberLister,
     create_deployment_at_most_once,
@@ -429,8 +430,10 @@ class AuthV1:
         )
 
 
-class ContractV1Api:
+class ContractV1Api(DialectApi):
     """``KaizenApi`` for a CONTRACT.md server."""
+
+    capabilities: Capabilities = CONTRACT_CAPABILITIES
 
     def __init__(
         self,
@@ -440,53 +443,17 @@ class ContractV1Api:
         email: str | None = None,
         password: str | None = None,
     ) -> None:
-        self.session = session
-        self._api_url = api_url
-        self._auth = AuthV1(session, email, password)
-        self._agents = AgentsV1(session)
-        self._pipelines = PipelinesV1(session)
-        self._deployments = DeploymentsV1(session, self._pipelines)
-        self._policies = PoliciesV1(session)
-        self._records = PipelineRecords(self._pipelines)
-        session.renewer = self._auth.renew
-
-    @property
-    def agents(self) -> AgentsV1:
-        return self._agents
-
-    @property
-    def pipelines(self) -> PipelinesV1:
-        return self._pipelines
-
-    @property
-    def deployments(self) -> DeploymentsV1:
-        return self._deployments
-
-    @property
-    def policies(self) -> PoliciesV1:
-        return self._policies
-
-    @property
-    def records(self) -> PipelineRecords:
-        return self._records
-
-    @property
-    def auth(self) -> AuthV1:
-        return self._auth
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CONTRACT_CAPABILITIES
-
-    @property
-    def server_identity(self) -> str:
-        return self._api_url
+        super().__init__(session, api_url)
+        self.auth = AuthV1(session, email, password)
+        self.agents = AgentsV1(session)
+        self.pipelines = PipelinesV1(session)
+        self.deployments = DeploymentsV1(session, self.pipelines)
+        self.policies = PoliciesV1(session)
+        self.records = PipelineRecords(self.pipelines)
+        session.renewer = self.auth.renew
 
     async def current_user(self) -> User:
-        return await self._auth.me()
-
-    async def aclose(self) -> None:
-        await self.session.aclose()
+        return await self.auth.me()
 
 
 def base_url(api_url: str) -> str:

@@ -161,6 +161,18 @@ class PageNumberLister:
         )
 
 
+class DialectApi:
+    """What a dialect's ``KaizenApi`` holds whatever its services: the session (closed by
+    ``aclose``) and the server's identity (the API URL as given, which holds no secret)."""
+
+    def __init__(self, session: ApiSession, api_url: str) -> None:
+        self.session = session
+        self.server_identity = api_url
+
+    async def aclose(self) -> None:
+        await self.session.aclose()
+
+
 class NamedResourceService(Generic[M]):
     """CRUD over a kind identified by name (agents, pipelines, policies).
 

@@ -18,8 +18,9 @@ absorb (UPSTREAM facts, checked live):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
@@ -60,33 +61,6 @@ def _listed(response: httpx.Response, key: str | None, method: str, path: str) -
         what = f"no list under {key!r}" if key else "not a JSON list"
         raise ResponseFormatError(method, path, response.status_code, what)
     return data
-
-
-async def _post_at_most_once(
-    session: ApiSession,
-    path: str,
-    body: dict[str, Any],
-    parse: Callable[[dict[str, Any]], T],
-    list_all: Callable[[], Awaitable[list[T]]],
-    is_result: Callable[[T], bool],
-) -> T:
-    """POST ``body`` to ``path`` at most once.
-
-    Nothing here is unique, so a lost answer is resolved by what is new: the ids
-    listed before sending are remembered, and the one item listed after that is
-    not among them and ``is_result`` is ours; none, or several, is not found.
-    """
-    known = {item.id for item in await list_all()}
-
-    async def send() -> T:
-        response = await session.request("POST", path, json=body)
-        return parse(_object(response, "POST", path))
-
-    async def find() -> T | None:
-        new = [item for item in await list_all() if item.id not in known and is_result(item)]
-        return new[0] if len(new) == 1 else None
-
-    return await create_at_most_once(session.policy, send, find)
 
 
 def parse_gateway(data: dict[str, Any]) -> Gateway:
@@ -167,28 +141,67 @@ def rollout_services(api: object) -> RolloutServices | None:
     return services
 
 
-class StudioGateways:
-    path = "/gateways"
+class _StudioCollection(Generic[T]):
+    """One of this server's collections (gateways, deployments, promotions).
+
+    A list is one request (no paging: a limit is ignored) and holds every item. Nothing
+    in it is unique, so a create whose answer was lost is resolved by what is new
+    (``_create_once``). A subclass sets ``path``, ``list_key`` (the key the list answer
+    holds the items under; None: the answer is the list) and ``_parse``.
+    """
+
+    path = ""
+    list_key: str | None = None
 
     def __init__(self, session: ApiSession) -> None:
         self._session = session
 
-    async def list_all(self) -> list[Gateway]:
+    @abstractmethod
+    def _parse(self, data: dict[str, Any]) -> T: ...
+
+    async def list_all(self) -> list[T]:
         response = await self._session.request("GET", self.path)
-        items = _listed(response, "gateways", "GET", self.path)
-        return [parse_gateway(item) for item in items if isinstance(item, dict)]
+        items = _listed(response, self.list_key, "GET", self.path)
+        return [self._parse(item) for item in items if isinstance(item, dict)]
+
+    async def get(self, item_id: str) -> T:
+        path = f"{self.path}/{item_id}"
+        response = await self._session.request("GET", path)
+        return self._parse(_object(response, "GET", path))
+
+    async def _create_once(self, body: dict[str, Any], is_result: Callable[[T], bool]) -> T:
+        """POST ``body`` at most once.
+
+        The ids listed before sending are remembered; after a lost answer, the one item
+        listed that is not among them and ``is_result`` is ours. None, or several, is
+        not found (and the create is sent again, ``create_at_most_once``).
+        """
+        known = {item.id for item in await self.list_all()}
+
+        async def send() -> T:
+            response = await self._session.request("POST", self.path, json=body)
+            return self._parse(_object(response, "POST", self.path))
+
+        async def find() -> T | None:
+            new = [
+                item for item in await self.list_all() if item.id not in known and is_result(item)
+            ]
+            return new[0] if len(new) == 1 else None
+
+        return await create_at_most_once(self._session.policy, send, find)
+
+
+class StudioGateways(_StudioCollection[Gateway]):
+    path = "/gateways"
+    list_key = "gateways"
+
+    def _parse(self, data: dict[str, Any]) -> Gateway:
+        return parse_gateway(data)
 
     async def create(self, fields: dict[str, Any]) -> Gateway:
         body = {key: value for key, value in fields.items() if value is not None}
         # Names are not unique here: a lost create is the new gateway of that name.
-        return await _post_at_most_once(
-            self._session,
-            self.path,
-            body,
-            parse_gateway,
-            self.list_all,
-            lambda gateway: gateway.name == body.get("name"),
-        )
+        return await self._create_once(body, lambda gateway: gateway.name == body.get("name"))
 
     async def update(self, gateway_id: str, changes: dict[str, Any]) -> Gateway:
         # Unset on this server is "", and a PUT drops nulls: send "" to clear a field.
@@ -202,22 +215,12 @@ class StudioGateways:
         await self._session.request("DELETE", path, missing_ok_on_retry=True)
 
 
-class StudioAgentDeployments:
+class StudioAgentDeployments(_StudioCollection[AgentDeployment]):
     path = "/deployments"
+    list_key = "deployments"
 
-    def __init__(self, session: ApiSession) -> None:
-        self._session = session
-
-    async def list_all(self) -> list[AgentDeployment]:
-        # No paging on this list (a limit is ignored): one request holds every deployment.
-        response = await self._session.request("GET", self.path)
-        items = _listed(response, "deployments", "GET", self.path)
-        return [parse_deployment(item) for item in items if isinstance(item, dict)]
-
-    async def get(self, deployment_id: str) -> AgentDeployment:
-        path = f"{self.path}/{deployment_id}"
-        response = await self._session.request("GET", path)
-        return parse_deployment(_object(response, "GET", path))
+    def _parse(self, data: dict[str, Any]) -> AgentDeployment:
+        return parse_deployment(data)
 
     async def deploy(
         self, agent_id: str, gateway_id: str, agent_version_id: str | None
@@ -225,12 +228,8 @@ class StudioAgentDeployments:
         body: dict[str, Any] = {"agent_id": agent_id, "gateway_id": gateway_id}
         if agent_version_id:
             body["agent_version_id"] = agent_version_id
-        return await _post_at_most_once(
-            self._session,
-            self.path,
+        return await self._create_once(
             body,
-            parse_deployment,
-            self.list_all,
             lambda deployment: (
                 deployment.agent_id == agent_id and deployment.gateway_id == gateway_id
             ),
@@ -257,21 +256,11 @@ class StudioAgentDeployments:
         return sorted(logs, key=lambda entry: entry.created_at)
 
 
-class StudioPromotions:
+class StudioPromotions(_StudioCollection[Promotion]):
     path = "/promotions"
 
-    def __init__(self, session: ApiSession) -> None:
-        self._session = session
-
-    async def list_all(self) -> list[Promotion]:
-        response = await self._session.request("GET", self.path)
-        items = _listed(response, None, "GET", self.path)
-        return [parse_promotion(item) for item in items if isinstance(item, dict)]
-
-    async def get(self, promotion_id: str) -> Promotion:
-        path = f"{self.path}/{promotion_id}"
-        response = await self._session.request("GET", path)
-        return parse_promotion(_object(response, "GET", path))
+    def _parse(self, data: dict[str, Any]) -> Promotion:
+        return parse_promotion(data)
 
     async def create(
         self,
@@ -289,12 +278,8 @@ class StudioPromotions:
             "source_environment": source_environment,
             "target_environment": target_environment,
         }
-        return await _post_at_most_once(
-            self._session,
-            self.path,
+        return await self._create_once(
             body,
-            parse_promotion,
-            self.list_all,
             lambda promotion: (
                 promotion.source_deployment_id == source_deployment_id
                 and promotion.target_gateway_id == target_gateway_id

@@ -39,7 +39,7 @@ import httpx
 
 from kaizenctl.api.capabilities import STUDIO_CAPABILITIES, Capabilities
 from kaizenctl.api.contract_v1 import AuthV1
-from kaizenctl.api.crud import create_numbered_at_most_once, path_segment
+from kaizenctl.api.crud import DialectApi, create_numbered_at_most_once, path_segment
 from kaizenctl.api.errors import (
     ApiError,
     DuplicateNameError,
@@ -1262,8 +1262,10 @@ class StudioAuth(AuthV1):
 # ---- the API --------------------------------------------------------------------------
 
 
-class StudioApi:
+class StudioApi(DialectApi):
     """``KaizenApi`` for a shipped Kaizen Studio server."""
+
+    capabilities: Capabilities = STUDIO_CAPABILITIES
 
     def __init__(
         self,
@@ -1279,62 +1281,22 @@ class StudioApi:
                 "the studio dialect needs a workspace: pass --workspace NAME or set "
                 "KAIZEN_WORKSPACE (apply creates it when it is missing)"
             )
-        self.session = session
-        self._api_url = api_url
+        super().__init__(session, api_url)
         session.error_detail = error_detail
         self.scope = _Scope(session, workspace)
-        self._auth = StudioAuth(session, self.scope, email, password)
-        self.scope.me = self._auth.me
-        self._agents = StudioAgents(session, self.scope)
-        self._pipelines = StudioPipelines(session, self.scope)
-        self._policies = StudioPolicies(session, self.scope)
-        self._deployments = StudioDeployments(session)
+        self.auth = StudioAuth(session, self.scope, email, password)
+        self.scope.me = self.auth.me
+        self.agents = StudioAgents(session, self.scope)
+        self.pipelines = StudioPipelines(session, self.scope)
+        self.policies = StudioPolicies(session, self.scope)
+        self.deployments = StudioDeployments(session)
         # Agents on gateways: what this server deploys (kaizenctl.reconcile.rollout).
-        self._rollout = StudioRollout(session)
-        self._records = StudioRecords(session, self.scope)
-        session.renewer = self._auth.renew
-
-    @property
-    def agents(self) -> StudioAgents:
-        return self._agents
-
-    @property
-    def pipelines(self) -> StudioPipelines:
-        return self._pipelines
-
-    @property
-    def deployments(self) -> StudioDeployments:
-        return self._deployments
-
-    @property
-    def policies(self) -> StudioPolicies:
-        return self._policies
-
-    @property
-    def auth(self) -> StudioAuth:
-        return self._auth
-
-    @property
-    def rollout(self) -> StudioRollout:
-        return self._rollout
-
-    @property
-    def records(self) -> StudioRecords:
-        return self._records
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return STUDIO_CAPABILITIES
-
-    @property
-    def server_identity(self) -> str:
-        return self._api_url
+        self.rollout = StudioRollout(session)
+        self.records = StudioRecords(session, self.scope)
+        session.renewer = self.auth.renew
 
     async def current_user(self) -> User:
-        return await self._auth.me()
-
-    async def aclose(self) -> None:
-        await self.session.aclose()
+        return await self.auth.me()
 
 
 def base_url(api_url: str) -> str:

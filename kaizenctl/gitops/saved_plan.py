@@ -1,11 +1,11 @@
 """Saved plans: ``plan --out FILE`` writes one, ``apply --plan FILE`` does exactly it or refuses.
 
-The file (JSON, ``format_version`` 2) holds:
+The file (JSON, ``format_version`` 3) holds:
 
 - ``server``, ``dialect`` and ``organization_id``: where the plan was made, and in which
   API dialect (a plan made in one is refused in another);
 - ``desired``: the manifests the plan was made from (``${VAR}`` values as their templates);
-- ``plan``: the plan value itself, actions with their payloads, and the manifest
+- ``plan``: the plan value itself, actions with their typed payloads, and the manifest
   set it was made for (``set_name``: apply takes that set's lock);
 - ``fingerprints``: one per live resource the plan read (``gitops.fingerprint``),
   and ``graphs_read``, the pipelines whose graphs it fetched;
@@ -56,7 +56,8 @@ from kaizenctl.reconcile.live import LiveSnapshot, fetch_live
 from kaizenctl.reconcile.plan import Plan
 from kaizenctl.redact import MASK
 
-SAVED_PLAN_FORMAT_VERSION = 2
+# 3: one typed payload per verb, the graph drawing apart from it (#11).
+SAVED_PLAN_FORMAT_VERSION = 3
 SAVED_PLAN_TYPE = "kaizenctl-saved-plan"
 
 
@@ -293,7 +294,10 @@ async def check_saved_plan(
             f"belongs to {user.organization_id}"
         )
     values = unseal(list(saved.secrets), environ)
-    plan = Plan.model_validate(restore_tree(saved.plan, values))
+    try:
+        plan = Plan.model_validate(restore_tree(saved.plan, values))
+    except ValidationError as error:
+        raise UsageError(f"{refuse}: damaged saved plan: {error}") from None
     in_scope = frozenset(saved.graphs_read)
     live = await fetch_live(
         api, pipelines_in_scope=lambda name: name in in_scope, set_name=saved_set_name(saved)

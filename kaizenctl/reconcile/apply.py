@@ -22,7 +22,16 @@ from kaizenctl.errors import ApplyError, KaizenctlError
 from kaizenctl.kinds import KINDS, KindInfo
 from kaizenctl.reconcile import rollout_apply
 from kaizenctl.reconcile.live import LiveSnapshot
-from kaizenctl.reconcile.plan import Action, Plan
+from kaizenctl.reconcile.plan import (
+    Action,
+    CreatePayload,
+    DeletePayload,
+    GraphPayload,
+    Plan,
+    SlotPayload,
+    UndeployPayload,
+    UpdatePayload,
+)
 from kaizenctl.reconcile.rollout_apply import RolloutContext
 from kaizenctl.redact import redact
 
@@ -258,71 +267,84 @@ async def _execute(context: _Context, action: Action) -> str:
     if info.service is None:
         return await _execute_deployment(context, action)
     service = info.service(context.api)
-    if verb == "create":
-        created = await service.create(_without_nulls(action.payload["fields"]))
+    payload = action.payload
+    if isinstance(payload, CreatePayload):
+        created = await service.create(_without_nulls(payload.fields))
         context.ids.setdefault(info.kind, {})[action.name] = created.id
         if context.on_created is not None:
             context.on_created(action, created.id)
         return f"created (id {created.id})"
-    if verb == "update":
+    if isinstance(payload, UpdatePayload):
         assert action.live_id is not None
-        await service.update(action.live_id, action.payload["changes"])
+        await service.update(action.live_id, payload.changes)
         return "updated " + ", ".join(c.field for c in action.changes)
-    if verb == "delete":
+    if isinstance(payload, DeletePayload):
         assert action.live_id is not None
         await service.delete(action.live_id)
         return "deleted"
-    if verb == "replace-graph" and info.graph is not None:
+    if isinstance(payload, GraphPayload) and info.graph is not None:
         item_id = action.live_id or context.ids.get(info.kind, {}).get(action.name)
         if item_id is None:
             raise ActionFailed(f"{action.ref} has no id: it was not created")
-        graph = _resolve_graph(context, info, action.payload["graph"])
+        graph = _resolve_graph(context, info, payload)
         await info.graph(context.api).put_graph(item_id, graph)
         return f"graph written ({len(graph.nodes)} nodes, {len(graph.edges)} edges)"
+    if payload is None:
+        raise ActionFailed(f"{verb} {action.ref}: the plan holds nothing to execute")
     raise ActionFailed(f"unknown action {verb} for {info.kind}")
 
 
-def _resolve_graph(context: _Context, info: KindInfo, payload: dict[str, Any]) -> Graph:
+def _resolve_graph(context: _Context, info: KindInfo, payload: GraphPayload) -> Graph:
+    """The planned graph with its references resolved to ids, as the service takes it."""
     node_kind = info.graph_node_kind or ""
     node_ids = context.ids.get(node_kind, {})
     nodes = []
-    for node in payload["nodes"]:
-        agent = node.get("agent")
+    for node in payload.nodes:
         agent_id = None
-        if agent is not None:
-            agent_id = node_ids.get(agent)
+        if node.agent is not None:
+            agent_id = node_ids.get(node.agent)
             if agent_id is None:
                 raise ActionFailed(
-                    f"node {node['id']}: {node_kind}/{agent} does not exist on the server"
+                    f"node {node.id}: {node_kind}/{node.agent} does not exist on the server"
                 )
         nodes.append(
             GraphNode(
-                id=node["id"],
-                node_type=node["node_type"],
+                id=node.id,
+                node_type=node.node_type,
                 agent_id=agent_id,
-                config=node.get("config", {}),
-                position_x=node["position_x"],
-                position_y=node["position_y"],
+                config=node.config,
+                position_x=node.x,
+                position_y=node.y,
             )
         )
-    edges = [GraphEdge(**edge) for edge in payload["edges"]]
+    edges = [
+        GraphEdge(
+            source_node_id=edge.source,
+            target_node_id=edge.target,
+            source_handle=edge.source_handle,
+            target_handle=edge.target_handle,
+        )
+        for edge in payload.edges
+    ]
     return Graph(nodes=nodes, edges=edges)
 
 
 async def _execute_deployment(context: _Context, action: Action) -> str:
     api = context.api
     payload = action.payload
-    if action.verb == "delete":
-        for deployment_id in payload.get("deployment_ids", []):
+    if isinstance(payload, UndeployPayload):
+        for deployment_id in payload.deployment_ids:
             await api.deployments.delete(deployment_id)
         return "undeployed"
-    pipeline = payload["pipeline"]
-    environment = payload["environment"]
+    if not isinstance(payload, SlotPayload):
+        raise ActionFailed(f"{action.verb} {action.ref}: the plan holds nothing to execute")
+    pipeline = payload.pipeline
+    environment = payload.environment
     deployed = KINDS[action.kind].references[0].kind
     pipeline_id = context.ids.get(deployed, {}).get(pipeline)
     if pipeline_id is None:
         raise ActionFailed(f"{deployed}/{pipeline} does not exist on the server")
-    expected = payload.get("expected_version")
+    expected = payload.expected_version
 
     if action.verb == "deploy":
         started = await api.deployments.deploy(pipeline_id, environment)
@@ -330,7 +352,9 @@ async def _execute_deployment(context: _Context, action: Action) -> str:
         assert action.live_id is not None
         started = await api.deployments.rollback(action.live_id)
     elif action.verb == "promote":
-        source_environment = payload["source_environment"]
+        source_environment = payload.source_environment
+        if source_environment is None:
+            raise ActionFailed("cannot promote: the plan names no source environment")
         source = await _active_deployment(context, pipeline, pipeline_id, source_environment)
         if source is None:
             raise ActionFailed(

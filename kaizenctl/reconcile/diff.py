@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from kaizenctl.api.models import ENVIRONMENTS, Agent
 from kaizenctl.errors import PlanError
@@ -23,7 +23,27 @@ from kaizenctl.manifests.models import DeploymentSpec, Resource
 from kaizenctl.ownership.inventory import DEFAULT_SET
 from kaizenctl.reconcile.layout import layered_positions
 from kaizenctl.reconcile.live import LiveSnapshot
-from kaizenctl.reconcile.plan import Action, Adoption, FieldChange, Plan, Unmanaged, Verb
+from kaizenctl.reconcile.plan import (
+    Action,
+    ActionPayload,
+    Adoption,
+    AgentSlot,
+    CreatePayload,
+    DeletePayload,
+    DrawnEdge,
+    DrawnNode,
+    FieldChange,
+    GraphDrawing,
+    GraphPayload,
+    Plan,
+    PlannedEdge,
+    PlannedNode,
+    SlotPayload,
+    UndeployPayload,
+    Unmanaged,
+    UpdatePayload,
+    Verb,
+)
 from kaizenctl.reconcile.rollout import RolloutPlanner
 from kaizenctl.reconcile.state import (
     DeploymentSlot,
@@ -33,6 +53,9 @@ from kaizenctl.reconcile.state import (
     ObjectState,
     State,
 )
+
+NodeMark = Literal["added", "removed", "changed", "same"]
+EdgeMark = Literal["added", "removed", "same"]
 
 # Servers may round floats (temperature 0.7 stored as a 32-bit float, say).
 FLOAT_TOLERANCE = 1e-6
@@ -172,8 +195,8 @@ def graph_diff(
     return GraphDiff(changes, behavioural)
 
 
-def graph_payload(desired: GraphState, live: GraphState | None) -> dict[str, Any]:
-    """The whole desired graph for ``PUT /nodes``; agents still by name.
+def graph_payload(desired: GraphState, live: GraphState | None) -> GraphPayload:
+    """The whole desired graph, to be written at once; agents still by name.
 
     A node without a position keeps its live one; a new one gets a layered layout.
     """
@@ -188,32 +211,32 @@ def graph_payload(desired: GraphState, live: GraphState | None) -> dict[str, Any
             was = live_nodes.get(node_id)
             position = was.position if was is not None and was.position else layout[node_id]
         nodes.append(
-            {
-                "id": node_id,
-                "node_type": node.node_type,
-                "agent": node.agent,
-                "config": node.config,
-                "position_x": position[0],
-                "position_y": position[1],
-            }
+            PlannedNode(
+                id=node_id,
+                node_type=node.node_type,
+                agent=node.agent,
+                config=node.config,
+                x=position[0],
+                y=position[1],
+            )
         )
     edges = [
-        {
-            "source_node_id": edge.source,
-            "target_node_id": edge.target,
-            "source_handle": edge.source_handle,
-            "target_handle": edge.target_handle,
-        }
+        PlannedEdge(
+            source=edge.source,
+            target=edge.target,
+            source_handle=edge.source_handle,
+            target_handle=edge.target_handle,
+        )
         for edge in sorted(desired.edges)
     ]
-    return {"nodes": nodes, "edges": edges}
+    return GraphPayload(nodes=tuple(nodes), edges=tuple(edges))
 
 
-def graph_drawing(desired: GraphState, live: GraphState | None) -> dict[str, Any]:
+def graph_drawing(desired: GraphState, live: GraphState | None) -> GraphDrawing:
     """What a reviewer needs to draw the change: every node and edge, marked."""
     live = live or GraphState()
 
-    def node_mark(node_id: str) -> str:
+    def node_mark(node_id: str) -> NodeMark:
         if node_id not in live.nodes:
             return "added"
         if node_id not in desired.nodes:
@@ -230,25 +253,29 @@ def graph_drawing(desired: GraphState, live: GraphState | None) -> dict[str, Any
     nodes = []
     for node_id in node_ids:
         node = desired.nodes.get(node_id) or live.nodes[node_id]
-        entry: dict[str, Any] = {
-            "id": node_id,
-            "node_type": node.node_type,
-            "agent": node.agent,
-            "mark": node_mark(node_id),
-        }
         was = live.nodes.get(node_id)
-        if node_id in desired.nodes and was is not None and was.agent != node.agent:
-            # A reviewer must see which agent a node leaves, not only the one it gets.
-            entry["agent_before"] = was.agent
-        nodes.append(entry)
+        nodes.append(
+            DrawnNode(
+                id=node_id,
+                node_type=node.node_type,
+                agent=node.agent,
+                # A reviewer must see which agent a node leaves, not only the one it gets.
+                agent_before=(
+                    was.agent
+                    if node_id in desired.nodes and was is not None and was.agent != node.agent
+                    else None
+                ),
+                mark=node_mark(node_id),
+            )
+        )
 
-    def edge(e: EdgeKey, mark: str) -> dict[str, Any]:
+    def edge(e: EdgeKey, mark: EdgeMark) -> DrawnEdge:
         handles = "→".join(h for h in (e.source_handle, e.target_handle) if h)
-        return {"source": e.source, "target": e.target, "handles": handles, "mark": mark}
+        return DrawnEdge(source=e.source, target=e.target, handles=handles, mark=mark)
 
     edges = [edge(e, "added" if e not in live.edges else "same") for e in sorted(desired.edges)]
     edges += [edge(e, "removed") for e in sorted(live.edges - desired.edges)]
-    return {"nodes": nodes, "edges": edges}
+    return GraphDrawing(nodes=tuple(nodes), edges=tuple(edges))
 
 
 def action_id(verb: str, kind: str, name: str) -> str:
@@ -345,7 +372,7 @@ class _Builder:
                     for k, v in want.fields.items()
                     if v is not None
                 ],
-                {"fields": {"name": want.name, **want.fields}},
+                CreatePayload(fields={"name": want.name, **want.fields}),
             )
             self.add(create)
             version = 1
@@ -372,7 +399,7 @@ class _Builder:
                 "update",
                 want,
                 changes,
-                {"changes": {c.field: c.after for c in changes}},
+                UpdatePayload(changes={c.field: c.after for c in changes}),
                 live_id=have.live_id,
             )
             self.add(update)
@@ -396,28 +423,21 @@ class _Builder:
     ) -> None:
         """Delete and create again: ``why`` says which field the server cannot change."""
         assert have.live_id is not None
-        resource = want.resource
-        delete = Action(
-            id=action_id("delete", kind, want.name),
-            verb="delete",
-            kind=kind,
-            name=want.name,
-            summary=f"replace {kind}/{want.name}: delete it ({why})",
-            changes=tuple(changes),
+        delete = _write(
+            "delete",
+            want,
+            changes,
+            DeletePayload(replace=True),
             live_id=have.live_id,
-            payload={"replace": True},
-            source=_source(resource),
+            summary=f"replace {kind}/{want.name}: delete it ({why})",
         )
-        create = Action(
-            id=action_id("create", kind, want.name),
-            verb="create",
-            kind=kind,
-            name=want.name,
+        create = _write(
+            "create",
+            want,
+            changes,
+            CreatePayload(fields={"name": want.name, **want.fields}, replace=True),
             summary=f"replace {kind}/{want.name}: create it again",
-            changes=tuple(changes),
             depends_on=(delete.id,),
-            payload={"fields": {"name": want.name, **want.fields}, "replace": True},
-            source=_source(resource),
         )
         self.add(delete)
         self.add(create)
@@ -464,10 +484,8 @@ class _Builder:
             changes=tuple(diff.changes),
             depends_on=tuple(depends + after),
             live_id=have.live_id if have else None,
-            payload={
-                "graph": graph_payload(want.graph, live_graph),
-                "graph_diff": graph_drawing(want.graph, live_graph),
-            },
+            payload=graph_payload(want.graph, live_graph),
+            drawing=graph_drawing(want.graph, live_graph),
             source=_source(resource),
         )
         self.add(graph_action)
@@ -604,7 +622,7 @@ class _Builder:
                 target,
                 how=f"promote from {spec.promote_from}",
                 after=[a for a in self._slot_action_ids(source_key) if a in self.actions],
-                extra={"source_environment": spec.promote_from},
+                source_environment=spec.promote_from,
             )
         elif not isinstance(spec.version, int):
             self._slot_action("deploy", resource, spec, current, target, how="deploy")
@@ -628,7 +646,7 @@ class _Builder:
         how: str,
         after: list[str] | None = None,
         live_id: str | None = None,
-        extra: dict[str, Any] | None = None,
+        source_environment: str | None = None,
     ) -> None:
         """One deploy, promote or rollback of a (pipeline, environment), shown as people say it."""
         key = f"{spec.target}/{spec.environment}"
@@ -658,13 +676,13 @@ class _Builder:
                 changes=(FieldChange(field="pipeline_version", before=current, after=target),),
                 depends_on=tuple((after or []) + _waits_for(KINDS["Deployment"], resource, verb)),
                 live_id=live_id,
-                payload={
-                    "pipeline": spec.target,
-                    "environment": spec.environment,
-                    "expected_version": target,
-                    "deployment": resource.name,
-                    **(extra or {}),
-                },
+                payload=SlotPayload(
+                    pipeline=spec.target,
+                    environment=spec.environment,
+                    expected_version=target,
+                    deployment=resource.name,
+                    source_environment=source_environment,
+                ),
                 warnings=warnings,
                 requires_flag=requires_flag,
                 source=_source(resource),
@@ -767,7 +785,7 @@ class _Builder:
                 if slot.active_version is not None
                 else f"undeploy {item.name}",
                 live_id=item.live_id,
-                payload={"deployment_ids": list(slot.running_ids)},
+                payload=UndeployPayload(deployment_ids=slot.running_ids),
                 requires_flag=ALLOW_PRODUCTION_DELETE if production else None,
                 warnings=(
                     ("undeploys production: apply needs " + ALLOW_PRODUCTION_DELETE,)
@@ -790,6 +808,7 @@ class _Builder:
                     summary=f"delete {item.kind}/{item.name}",
                     depends_on=tuple(_lets_go(self.live.state, item.kind, item.name)),
                     live_id=item.live_id,
+                    payload=DeletePayload(),
                 )
             )
 
@@ -801,7 +820,7 @@ class _Builder:
             deletes = [
                 a
                 for a in self.actions.values()
-                if a.verb == "delete" and a.kind == kind and not a.payload.get("replace")
+                if a.verb == "delete" and a.kind == kind and not _replaces(a)
             ]
             listed = self.live.state.of_kind(kind)
             if info.service is None and not listed:
@@ -892,21 +911,29 @@ def _write(
     verb: Verb,
     want: ObjectState,
     changes: list[FieldChange],
-    payload: dict[str, Any],
+    payload: ActionPayload,
     live_id: str | None = None,
+    summary: str | None = None,
+    depends_on: tuple[str, ...] = (),
 ) -> Action:
-    """A create or update of a resource of a named kind."""
+    """A create, update (or a replace's delete) of a declared resource of a named kind."""
     return Action(
         id=action_id(verb, want.kind, want.name),
         verb=verb,
         kind=want.kind,
         name=want.name,
-        summary=f"{verb} {want.kind}/{want.name}",
+        summary=summary or f"{verb} {want.kind}/{want.name}",
         changes=tuple(changes),
+        depends_on=depends_on,
         live_id=live_id,
         payload=payload,
         source=_source(want.resource),
     )
+
+
+def _replaces(action: Action) -> bool:
+    """A replace's delete: a create follows it."""
+    return isinstance(action.payload, DeletePayload) and action.payload.replace
 
 
 def _waits_for(info: KindInfo, resource: Resource | None, verb: str) -> list[str]:
@@ -973,8 +1000,10 @@ def _filter_targets(actions: list[Action], targets: frozenset[str]) -> list[Acti
 
 
 def _deployment_label(action: Action) -> str:
-    name = action.payload.get("deployment")
-    return f"Deployment/{name}" if name else ""
+    payload = action.payload
+    if isinstance(payload, SlotPayload | AgentSlot):
+        return f"Deployment/{payload.deployment}"
+    return ""
 
 
 def _ordered(actions: list[Action]) -> list[Action]:

@@ -1,14 +1,20 @@
 """The plan is a value: a frozen model that ``plan`` builds, renders and saves,
 and that ``apply`` executes. Building it has no side effects.
+
+Each action carries one typed payload, the one its verb executes, in the
+planner's own words (references by name, positions as ``x``/``y``, edges as
+``source``/``target``); a dialect turns it into its wire shape. What is there
+only to be looked at (``Action.drawing``, a graph change marked for a diagram)
+is kept apart from the payload, and apply never reads it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PLAN_FORMAT_VERSION = 1
+PLAN_FORMAT_VERSION = 2
 
 # "stop": an extra active deployment of an agent on a gateway is stopped (one must remain).
 Verb = Literal[
@@ -41,6 +47,192 @@ class FieldChange(PlanModel):
     sensitive: bool = False
 
 
+class CreatePayload(PlanModel):
+    """``create``: every field of the new resource, its name included."""
+
+    type: Literal["create"] = "create"
+    fields: dict[str, Any]
+    # The second half of a replace (a field the server cannot change moved).
+    replace: bool = False
+
+
+class UpdatePayload(PlanModel):
+    """``update``: only the fields that change."""
+
+    type: Literal["update"] = "update"
+    changes: dict[str, Any]
+
+
+class GatewayUpdatePayload(PlanModel):
+    """``update`` of a gateway: its changed fields, and the key and its stamp.
+
+    The key is write-only on the server, so the description carries a digest of the
+    key last sent (the stamp); both are rewritten together.
+    """
+
+    type: Literal["gateway-update"] = "gateway-update"
+    # The changed fields but the key (never shown, never compared).
+    changes: dict[str, Any]
+    # The description people wrote, without the stamp.
+    description: str | None = None
+    # The stamp the gateway carries now (kept when the key is not re-sent).
+    key_stamp: str | None = None
+    # Set only when the key is re-sent.
+    api_key: str | None = None
+
+
+class DeletePayload(PlanModel):
+    """``delete`` of a named resource: its ``live_id`` is all it needs."""
+
+    type: Literal["delete"] = "delete"
+    # The first half of a replace: it does not empty the kind.
+    replace: bool = False
+
+
+class UndeployPayload(PlanModel):
+    """``delete`` of a pipeline's deployment slot: every deployment of it that still runs."""
+
+    type: Literal["undeploy"] = "undeploy"
+    deployment_ids: tuple[str, ...]
+
+
+class StopPayload(PlanModel):
+    """``stop`` (or a pruning ``delete``) of agent deployments on a gateway."""
+
+    type: Literal["stop"] = "stop"
+    deployment_ids: tuple[str, ...]
+
+
+class PlannedNode(PlanModel):
+    id: str
+    node_type: str
+    # The referenced resource by name; apply resolves it to an id.
+    agent: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    x: float
+    y: float
+
+
+class PlannedEdge(PlanModel):
+    source: str
+    target: str
+    source_handle: str | None = None
+    target_handle: str | None = None
+
+
+class GraphPayload(PlanModel):
+    """``replace-graph``: the whole desired graph, written at once."""
+
+    type: Literal["graph"] = "graph"
+    nodes: tuple[PlannedNode, ...]
+    edges: tuple[PlannedEdge, ...]
+
+
+class SlotPayload(PlanModel):
+    """``deploy``, ``promote`` or ``rollback`` of one (pipeline, environment)."""
+
+    type: Literal["slot"] = "slot"
+    pipeline: str
+    environment: str
+    # The version the slot runs afterwards; None when only the server can tell.
+    expected_version: int | None
+    # The Deployment manifest's name (``--target Deployment/<name>``).
+    deployment: str
+    # promote only: the environment whose active deployment is promoted.
+    source_environment: str | None = None
+
+
+class AgentSlot(PlanModel):
+    """One agent in one environment, on that environment's gateway."""
+
+    agent: str
+    environment: str
+    gateway: str
+    # None when this plan creates the gateway (apply learns its id then).
+    gateway_id: str | None = None
+    # The Deployment manifest's name (``--target Deployment/<name>``).
+    deployment: str
+    # The live deployment the new one replaces: stopped once the new one is active.
+    replaces: tuple[str, ...] = ()
+
+    @property
+    def slot(self) -> str:
+        """"agent/environment", as the planner keys what runs where."""
+        return f"{self.agent}/{self.environment}"
+
+
+class AgentDeployPayload(AgentSlot):
+    """``deploy`` of an agent's current config onto the gateway of an environment."""
+
+    type: Literal["agent-deploy"] = "agent-deploy"
+
+
+class AgentPromotePayload(AgentSlot):
+    """``promote`` of what an earlier environment runs to this one."""
+
+    type: Literal["agent-promote"] = "agent-promote"
+    source_environment: str
+    # A promotion already asked for that waits for approval, or that was rejected: apply
+    # reports it and never asks again.
+    pending_promotion: str | None = None
+    rejected_promotion: str | None = None
+
+    @property
+    def source_slot(self) -> str:
+        return f"{self.agent}/{self.source_environment}"
+
+
+ActionPayload = (
+    CreatePayload
+    | UpdatePayload
+    | GatewayUpdatePayload
+    | DeletePayload
+    | UndeployPayload
+    | StopPayload
+    | GraphPayload
+    | SlotPayload
+    | AgentDeployPayload
+    | AgentPromotePayload
+)
+# Read back (a saved plan) by its ``type``.
+Payload = Annotated[ActionPayload, Field(discriminator="type")]
+
+# Which payloads each verb may carry (a pruned agent deployment is a delete that stops it).
+VERB_PAYLOADS: dict[str, tuple[type[PlanModel], ...]] = {
+    "create": (CreatePayload,),
+    "update": (UpdatePayload, GatewayUpdatePayload),
+    "delete": (DeletePayload, UndeployPayload, StopPayload),
+    "replace-graph": (GraphPayload,),
+    "deploy": (SlotPayload, AgentDeployPayload),
+    "promote": (SlotPayload, AgentPromotePayload),
+    "rollback": (SlotPayload,),
+    "stop": (StopPayload,),
+}
+
+
+class DrawnNode(PlanModel):
+    id: str
+    node_type: str
+    agent: str | None = None
+    # The agent a node had before, when the change gives it another.
+    agent_before: str | None = None
+    mark: Literal["added", "removed", "changed", "same"]
+
+
+class DrawnEdge(PlanModel):
+    source: str
+    target: str
+    handles: str = ""
+    mark: Literal["added", "removed", "same"]
+
+
+class GraphDrawing(PlanModel):
+    """Display only: every node and edge of a graph change, marked, for a diagram."""
+
+    nodes: tuple[DrawnNode, ...]
+    edges: tuple[DrawnEdge, ...]
+
+
 class Action(PlanModel):
     id: str
     verb: Verb
@@ -50,13 +242,22 @@ class Action(PlanModel):
     changes: tuple[FieldChange, ...] = ()
     depends_on: tuple[str, ...] = ()
     live_id: str | None = None
-    # What the executor sends, with references still by name (resolved at apply time).
-    payload: dict[str, Any] = Field(default_factory=dict)
+    # What the executor does, with references still by name (resolved at apply time);
+    # None only in a plan made to be looked at (apply refuses to run it).
+    payload: Payload | None = None
+    # Display only (renderers); never executed.
+    drawing: GraphDrawing | None = None
     warnings: tuple[str, ...] = ()
     # A flag apply must be given before it runs this action (e.g. a production rollback).
     requires_flag: str | None = None
     # Where the manifest behind this action was written ("file:line"), if any.
     source: str | None = None
+
+    @model_validator(mode="after")
+    def _payload_fits_the_verb(self) -> Action:
+        if self.payload is not None and not isinstance(self.payload, VERB_PAYLOADS[self.verb]):
+            raise ValueError(f"a {self.verb} action cannot carry a {self.payload.type} payload")
+        return self
 
     @property
     def ref(self) -> str:

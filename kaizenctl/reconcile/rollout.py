@@ -43,7 +43,19 @@ from kaizenctl.api.models import (
     Promotion,
 )
 from kaizenctl.manifests.models import DeploymentSpec, GatewaySpec, Resource
-from kaizenctl.reconcile.plan import Action, FieldChange, Unmanaged
+from kaizenctl.reconcile.plan import (
+    Action,
+    ActionPayload,
+    AgentDeployPayload,
+    AgentPromotePayload,
+    AgentSlot,
+    CreatePayload,
+    DeletePayload,
+    FieldChange,
+    GatewayUpdatePayload,
+    StopPayload,
+    Unmanaged,
+)
 
 ACTIVE = "active"
 PRODUCTION = "production"
@@ -174,6 +186,33 @@ def _action_id(verb: str, kind: str, name: str) -> str:
     return f"{verb}:{kind}/{name}"
 
 
+def pruning_delete(
+    kind: str,
+    name: str,
+    *,
+    summary: str,
+    live_id: str,
+    payload: ActionPayload,
+    production: bool,
+    what: str,
+    depends_on: tuple[str, ...] = (),
+) -> Action:
+    """The delete of something no manifest describes; in production apply needs a flag
+    (``what`` says what it does there: "undeploys production")."""
+    return Action(
+        id=_action_id("delete", kind, name),
+        verb="delete",
+        kind=kind,
+        name=name,
+        summary=summary,
+        live_id=live_id,
+        depends_on=depends_on,
+        payload=payload,
+        requires_flag=ALLOW_PRODUCTION_DELETE if production else None,
+        warnings=(f"{what}: apply needs {ALLOW_PRODUCTION_DELETE}",) if production else (),
+    )
+
+
 # ---- the planner -----------------------------------------------------------------------
 
 
@@ -244,25 +283,16 @@ class RolloutPlanner:
                         "nothing else runs there)"
                     )
                     continue
-                production = gateway.environment == PRODUCTION
                 self.actions.append(
-                    Action(
-                        id=_action_id("delete", "Gateway", name),
-                        verb="delete",
-                        kind="Gateway",
-                        name=name,
+                    pruning_delete(
+                        "Gateway",
+                        name,
                         summary=f"delete Gateway/{name}",
                         live_id=gateway.id,
+                        payload=DeletePayload(),
+                        production=gateway.environment == PRODUCTION,
+                        what="deletes a production gateway",
                         depends_on=tuple(holders),
-                        requires_flag=ALLOW_PRODUCTION_DELETE if production else None,
-                        warnings=(
-                            (
-                                "deletes a production gateway: apply needs "
-                                + ALLOW_PRODUCTION_DELETE,
-                            )
-                            if production
-                            else ()
-                        ),
                     )
                 )
 
@@ -291,7 +321,7 @@ class RolloutPlanner:
                         *(FieldChange(field=k, after=v) for k, v in want.items() if v is not None),
                         key_change,
                     ),
-                    payload={"fields": {"name": name, **want, "api_key": spec.api_key}},
+                    payload=CreatePayload(fields={"name": name, **want, "api_key": spec.api_key}),
                     source=_source(resource),
                 )
             )
@@ -313,13 +343,12 @@ class RolloutPlanner:
             changes.append(key_change)
         if not changes:
             return
-        payload: dict[str, Any] = {
-            "changes": {c.field: c.after for c in changes if not c.sensitive}
-        }
-        payload["description"] = want["description"]
-        payload["stamp"] = stamp
-        if resend_key:
-            payload["api_key"] = spec.api_key
+        payload = GatewayUpdatePayload(
+            changes={c.field: c.after for c in changes if not c.sensitive},
+            description=want["description"],
+            key_stamp=stamp,
+            api_key=spec.api_key if resend_key else None,
+        )
         self.actions.append(
             Action(
                 id=_action_id("update", "Gateway", name),
@@ -402,22 +431,15 @@ class RolloutPlanner:
                 gateway = next(
                     (g for g in self.live.gateways if g.id == deployment.gateway_id), None
                 )
-                production = gateway is not None and gateway.environment == PRODUCTION
                 self.actions.append(
-                    Action(
-                        id=_action_id("delete", "Deployment", label),
-                        verb="delete",
-                        kind="Deployment",
-                        name=label,
+                    pruning_delete(
+                        "Deployment",
+                        label,
                         summary=f"undeploy {label} (stop deployment {deployment.id})",
                         live_id=deployment.id,
-                        payload={"agent_deployment_ids": [deployment.id]},
-                        requires_flag=ALLOW_PRODUCTION_DELETE if production else None,
-                        warnings=(
-                            (f"undeploys production: apply needs {ALLOW_PRODUCTION_DELETE}",)
-                            if production
-                            else ()
-                        ),
+                        payload=StopPayload(deployment_ids=(deployment.id,)),
+                        production=gateway is not None and gateway.environment == PRODUCTION,
+                        what="undeploys production",
                     )
                 )
 
@@ -489,14 +511,14 @@ class RolloutPlanner:
         before = self._version_label(keep.agent_version_id) if keep else "(none)"
         production = spec.environment == PRODUCTION
         slot_ids: list[str] = []
-        base_payload = {
-            "agent": spec.agent,
-            "environment": spec.environment,
-            "gateway": gateway_name,
-            "gateway_id": gateway_id,
-            "deployment": resource.name,
-            "replaces": [keep.id] if keep is not None else [],
-        }
+        where = AgentSlot(
+            agent=spec.agent,
+            environment=spec.environment,
+            gateway=gateway_name,
+            gateway_id=gateway_id,
+            deployment=resource.name,
+            replaces=(keep.id,) if keep is not None else (),
+        ).model_dump()
         depends = [*agent_changes, *gateway_writes]
         if not up_to_date and source_key is None:
             action = Action(
@@ -508,7 +530,7 @@ class RolloutPlanner:
                 f"{before} → (current agent) (deploy on {gateway_name})",
                 changes=(FieldChange(field="agent_version", before=before, after="current agent"),),
                 depends_on=tuple(depends),
-                payload=base_payload,
+                payload=AgentDeployPayload(**where),
                 warnings=(
                     (
                         "deploys an agent change straight to production, not by promotion "
@@ -530,15 +552,11 @@ class RolloutPlanner:
                 else "(what it runs after this apply)"
             )
             how = f"promote from {spec.promote_from}"
-            payload = {
-                **base_payload,
-                "source_environment": spec.promote_from,
-                "source_key": source_key,
-            }
+            standing: dict[str, str] = {}
             warnings: tuple[str, ...] = ()
             if waiting is not None and waiting.status == "rejected":
                 how += f"; promotion {waiting.id} was rejected"
-                payload["rejected_promotion"] = waiting.id
+                standing["rejected_promotion"] = waiting.id
                 warnings = (
                     f"promotion {waiting.id} of this source was rejected on the platform"
                     + (f" ({waiting.rejection_reason})" if waiting.rejection_reason else "")
@@ -546,7 +564,7 @@ class RolloutPlanner:
                 )
             elif waiting is not None:
                 how += f"; promotion {waiting.id} awaits approval"
-                payload["pending_promotion"] = waiting.id
+                standing["pending_promotion"] = waiting.id
                 warnings = (
                     f"promotion {waiting.id} waits for approval on the platform; "
                     "kaizenctl never executes it around the approvers",
@@ -565,7 +583,9 @@ class RolloutPlanner:
                 f"{before} → {source_label} ({how})",
                 changes=(FieldChange(field="agent_version", before=before, after=source_label),),
                 depends_on=(*self.slot_actions.get(source_key, []), *depends),
-                payload=payload,
+                payload=AgentPromotePayload(
+                    **where, **standing, source_environment=spec.promote_from
+                ),
                 warnings=warnings,
                 source=_source(resource),
             )
@@ -582,7 +602,7 @@ class RolloutPlanner:
                 f"({self._version_label(extra.agent_version_id)}; one belongs there)",
                 changes=(FieldChange(field="active_deployments", before=len(active), after=1),),
                 live_id=extra.id,
-                payload={"agent_deployment_ids": [extra.id]},
+                payload=StopPayload(deployment_ids=(extra.id,)),
                 source=_source(resource),
             )
             self.actions.append(stop)

@@ -25,7 +25,16 @@ from kaizenctl.api.gateways import APPROVED, COMPLETED, PENDING, REJECTED, Rollo
 from kaizenctl.api.models import AgentDeployment, AgentVersion, Promotion
 from kaizenctl.api.service import KaizenApi
 from kaizenctl.errors import KaizenctlError
-from kaizenctl.reconcile.plan import Action
+from kaizenctl.reconcile.plan import (
+    Action,
+    AgentDeployPayload,
+    AgentPromotePayload,
+    AgentSlot,
+    CreatePayload,
+    DeletePayload,
+    GatewayUpdatePayload,
+    StopPayload,
+)
 from kaizenctl.reconcile.rollout import join_description, key_stamp, snapshot_matches
 
 ACTIVE = "active"
@@ -51,9 +60,7 @@ def handles(action: Action) -> bool:
     """True for the actions this module carries out."""
     if action.kind == "Gateway":
         return True
-    return action.kind == "Deployment" and (
-        "agent" in action.payload or "agent_deployment_ids" in action.payload
-    )
+    return action.kind == "Deployment" and isinstance(action.payload, AgentSlot | StopPayload)
 
 
 async def execute_rollout(
@@ -64,24 +71,25 @@ async def execute_rollout(
 ) -> str:
     if action.kind == "Gateway":
         return await _gateway(context, action)
-    if "agent_deployment_ids" in action.payload:
+    payload = action.payload
+    if isinstance(payload, StopPayload):
         stopped = [
             await context.services.agent_deployments.stop(deployment_id)
-            for deployment_id in action.payload["agent_deployment_ids"]
+            for deployment_id in payload.deployment_ids
         ]
         return "stopped " + ", ".join(d.id for d in stopped)
-    if action.verb == "deploy":
-        return await _deploy(context, action)
-    if action.verb == "promote":
-        return await _promote(context, action, awaiting, rejected)
+    if isinstance(payload, AgentDeployPayload):
+        return await _deploy(context, action, payload)
+    if isinstance(payload, AgentPromotePayload):
+        return await _promote(context, action, payload, awaiting, rejected)
     raise RolloutFailed(f"unknown action {action.verb} for {action.ref}")
 
 
 async def _gateway(context: RolloutContext, action: Action) -> str:
     gateways = context.services.gateways
     payload = action.payload
-    if action.verb == "create":
-        fields = dict(payload["fields"])
+    if isinstance(payload, CreatePayload):
+        fields = dict(payload.fields)
         fields["description"] = join_description(
             fields.get("description"), key_stamp(str(fields["api_key"]))
         )
@@ -89,33 +97,35 @@ async def _gateway(context: RolloutContext, action: Action) -> str:
         context.gateway_ids[action.name] = created.id
         return f"created (id {created.id})"
     assert action.live_id is not None
-    if action.verb == "delete":
+    if isinstance(payload, DeletePayload):
         await gateways.delete(action.live_id)
         return "deleted"
-    changes: dict[str, Any] = dict(payload["changes"])
-    stamp = payload.get("stamp")
-    if "api_key" in payload:
-        changes["api_key"] = payload["api_key"]
-        stamp = key_stamp(str(payload["api_key"]))
+    if not isinstance(payload, GatewayUpdatePayload):
+        raise RolloutFailed(f"{action.verb} {action.ref}: the plan holds nothing to execute")
+    changes: dict[str, Any] = dict(payload.changes)
+    stamp = payload.key_stamp
+    if payload.api_key is not None:
+        changes["api_key"] = payload.api_key
+        stamp = key_stamp(payload.api_key)
     # The description carries the key's stamp: rewrite both together.
-    changes["description"] = join_description(payload.get("description"), stamp)
+    changes["description"] = join_description(payload.description, stamp)
     await gateways.update(action.live_id, changes)
     context.gateway_ids[action.name] = action.live_id
     changed = [c.field for c in action.changes]
     return "updated " + ", ".join(changed)
 
 
-def _gateway_id(context: RolloutContext, payload: dict[str, Any]) -> str:
-    gateway_id = payload.get("gateway_id") or context.gateway_ids.get(payload["gateway"])
+def _gateway_id(context: RolloutContext, payload: AgentSlot) -> str:
+    gateway_id = payload.gateway_id or context.gateway_ids.get(payload.gateway)
     if not gateway_id:
-        raise RolloutFailed(f"Gateway/{payload['gateway']} does not exist on the server")
-    return str(gateway_id)
+        raise RolloutFailed(f"Gateway/{payload.gateway} does not exist on the server")
+    return gateway_id
 
 
-def _agent_id(context: RolloutContext, payload: dict[str, Any]) -> str:
-    agent_id = context.agent_ids.get(payload["agent"])
+def _agent_id(context: RolloutContext, payload: AgentSlot) -> str:
+    agent_id = context.agent_ids.get(payload.agent)
     if agent_id is None:
-        raise RolloutFailed(f"Agent/{payload['agent']} does not exist on the server")
+        raise RolloutFailed(f"Agent/{payload.agent} does not exist on the server")
     return agent_id
 
 
@@ -148,39 +158,42 @@ async def _failure(
     return RolloutFailed("\n".join(lines))
 
 
-async def _retire(context: RolloutContext, replaced: list[str], kept: AgentDeployment) -> str:
-    """Stop what the new deployment replaces, so exactly one stays active."""
+async def _settle(
+    context: RolloutContext, action: Action, payload: AgentSlot, kept: AgentDeployment
+) -> str:
+    """Record what this action left active, and stop what it replaces, so exactly one
+    stays active; says what was stopped."""
+    context.settled[action.name] = kept
     stopped = []
-    for deployment_id in replaced:
+    for deployment_id in payload.replaces:
         if deployment_id != kept.id:
             await context.services.agent_deployments.stop(deployment_id)
             stopped.append(deployment_id)
     return f"; stopped {', '.join(stopped)}" if stopped else ""
 
 
-async def _deploy(context: RolloutContext, action: Action) -> str:
-    payload = action.payload
+async def _deploy(context: RolloutContext, action: Action, payload: AgentDeployPayload) -> str:
     agent_id = _agent_id(context, payload)
     gateway_id = _gateway_id(context, payload)
     version = await _snapshot(context, agent_id)
     deployment = await context.services.agent_deployments.deploy(agent_id, gateway_id, version.id)
     if deployment.status != ACTIVE:
-        raise await _failure(context, deployment, f"deploy to {payload['gateway']}")
-    context.settled[action.name] = deployment
-    retired = await _retire(context, payload.get("replaces", []), deployment)
+        raise await _failure(context, deployment, f"deploy to {payload.gateway}")
+    retired = await _settle(context, action, payload, deployment)
     return (
-        f"{payload['environment']} runs v{version.version} "
-        f"(deployment {deployment.id} on {payload['gateway']}){retired}"
+        f"{payload.environment} runs v{version.version} "
+        f"(deployment {deployment.id} on {payload.gateway}){retired}"
     )
 
 
-async def _source(context: RolloutContext, action: Action, agent_id: str) -> AgentDeployment:
-    payload = action.payload
-    made_here = context.settled.get(payload["source_key"])
+async def _source(
+    context: RolloutContext, payload: AgentPromotePayload, agent_id: str
+) -> AgentDeployment:
+    made_here = context.settled.get(payload.source_slot)
     if made_here is not None:
         return made_here
     # Not deployed by this apply: what is active on the source environment's gateway now.
-    source_environment = payload["source_environment"]
+    source_environment = payload.source_environment
     gateways = await context.services.gateways.list_all()
     source_gateways = {g.id for g in gateways if g.environment == source_environment}
     active = [
@@ -190,7 +203,7 @@ async def _source(context: RolloutContext, action: Action, agent_id: str) -> Age
     ]
     if not active:
         raise RolloutFailed(
-            f"cannot promote: {payload['agent']} has no active deployment in {source_environment}"
+            f"cannot promote: {payload.agent} has no active deployment in {source_environment}"
         )
     return max(active, key=lambda d: (d.deployed_at or d.created_at, d.created_at, d.id))
 
@@ -198,18 +211,18 @@ async def _source(context: RolloutContext, action: Action, agent_id: str) -> Age
 async def _promote(
     context: RolloutContext,
     action: Action,
+    payload: AgentPromotePayload,
     awaiting: type[KaizenctlError],
     rejected: type[KaizenctlError],
 ) -> str:
-    payload = action.payload
     promotions = context.services.promotions
-    standing = payload.get("pending_promotion") or payload.get("rejected_promotion")
+    standing = payload.pending_promotion or payload.rejected_promotion
     if standing:
-        promotion = await promotions.get(str(standing))
+        promotion = await promotions.get(standing)
     else:
         agent_id = _agent_id(context, payload)
         gateway_id = _gateway_id(context, payload)
-        source = await _source(context, action, agent_id)
+        source = await _source(context, payload, agent_id)
         # Never a second request while one for this very source already waits.
         existing = [
             p
@@ -226,20 +239,20 @@ async def _promote(
                 agent_id=agent_id,
                 source_deployment_id=source.id,
                 target_gateway_id=gateway_id,
-                source_environment=payload["source_environment"],
-                target_environment=payload["environment"],
+                source_environment=payload.source_environment,
+                target_environment=payload.environment,
             )
-    return await _settle_promotion(context, action, promotion, awaiting, rejected)
+    return await _settle_promotion(context, action, payload, promotion, awaiting, rejected)
 
 
 async def _settle_promotion(
     context: RolloutContext,
     action: Action,
+    payload: AgentPromotePayload,
     promotion: Promotion,
     awaiting: type[KaizenctlError],
     rejected: type[KaizenctlError],
 ) -> str:
-    payload = action.payload
     route = f"{promotion.source_environment} → {promotion.target_environment}"
     if promotion.status == REJECTED:
         reason = f": {promotion.rejection_reason}" if promotion.rejection_reason else ""
@@ -257,9 +270,8 @@ async def _settle_promotion(
     deployment = await context.services.agent_deployments.get(promotion.target_deployment_id)
     if deployment.status != ACTIVE:
         raise await _failure(context, deployment, f"promotion {promotion.id}")
-    context.settled[action.name] = deployment
-    retired = await _retire(context, payload.get("replaces", []), deployment)
+    retired = await _settle(context, action, payload, deployment)
     return (
-        f"promotion {promotion.id} completed: {payload['environment']} runs deployment "
-        f"{deployment.id} on {payload['gateway']}{retired}"
+        f"promotion {promotion.id} completed: {payload.environment} runs deployment "
+        f"{deployment.id} on {payload.gateway}{retired}"
     )

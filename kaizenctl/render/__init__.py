@@ -12,7 +12,15 @@ from typing import Any, Literal
 
 from kaizenctl.reconcile.apply import OUTCOME_STATUSES, ApplyResult
 from kaizenctl.reconcile.diff import PRODUCTION
-from kaizenctl.reconcile.plan import VERB_SYMBOLS, Action, FieldChange, Plan, Unmanaged
+from kaizenctl.reconcile.plan import (
+    VERB_SYMBOLS,
+    Action,
+    AgentSlot,
+    FieldChange,
+    Plan,
+    SlotPayload,
+    Unmanaged,
+)
 from kaizenctl.redact import MASK, redact
 
 Format = Literal["text", "json", "markdown"]
@@ -353,8 +361,8 @@ def _field_names(action: Action) -> str:
 
 
 def _mermaid(action: Action) -> list[str]:
-    drawing = action.payload.get("graph_diff")
-    if not drawing:
+    drawing = action.drawing
+    if drawing is None:
         return []
     lines = ["```mermaid", "flowchart LR"]
     classes = {"added": "added", "removed": "removed", "changed": "changed"}
@@ -365,25 +373,25 @@ def _mermaid(action: Action) -> list[str]:
     def mermaid_id(node_id: str) -> str:
         return mermaid_ids.setdefault(node_id, f"n{len(mermaid_ids)}")
 
-    for node in drawing["nodes"]:
-        agent = node.get("agent")
-        was = node.get("agent_before")
+    for node in drawing.nodes:
+        agent = node.agent
+        was = node.agent_before
         if was and was != agent:
             agent = f"{was} → {agent or '(none)'}"
-        label = _mermaid_text(node["id"]) + (f"<br/>{_mermaid_text(agent)}" if agent else "")
-        mark = node["mark"]
+        label = _mermaid_text(node.id) + (f"<br/>{_mermaid_text(agent)}" if agent else "")
+        mark = node.mark
         prefix = {"added": "+ ", "removed": "- ", "changed": "~ "}.get(mark, "")
         css = f":::{classes[mark]}" if mark in classes else ""
-        lines.append(f'    {mermaid_id(node["id"])}["{prefix}{label}"]{css}')
+        lines.append(f'    {mermaid_id(node.id)}["{prefix}{label}"]{css}')
     link_styles = []
-    for index, edge in enumerate(drawing["edges"]):
-        arrow = {"added": "==>", "removed": "-.->"}.get(edge["mark"], "-->")
-        words = [w for w in (edge.get("handles"), edge["mark"]) if w and w != "same"]
+    for index, edge in enumerate(drawing.edges):
+        arrow = {"added": "==>", "removed": "-.->"}.get(edge.mark, "-->")
+        words = [w for w in (edge.handles, edge.mark) if w and w != "same"]
         label = f'|"{_mermaid_text(" ".join(words))}"|' if words else ""
-        source, target = mermaid_id(edge["source"]), mermaid_id(edge["target"])
+        source, target = mermaid_id(edge.source), mermaid_id(edge.target)
         lines.append(f"    {source} {arrow}{label} {target}")
-        if edge["mark"] in ("added", "removed"):
-            colour = "#2da44e" if edge["mark"] == "added" else "#cf222e"
+        if edge.mark in ("added", "removed"):
+            colour = "#2da44e" if edge.mark == "added" else "#cf222e"
             link_styles.append(f"    linkStyle {index} stroke:{colour}")
     lines.extend(link_styles)
     lines.append("    classDef added fill:#dafbe1,stroke:#2da44e")
@@ -407,8 +415,10 @@ class PlanContext:
 
 
 def _is_production(action: Action) -> bool:
+    payload = action.payload
+    environment = payload.environment if isinstance(payload, SlotPayload | AgentSlot) else None
     return action.kind == "Deployment" and (
-        action.payload.get("environment") == PRODUCTION or action.name.endswith("/" + PRODUCTION)
+        environment == PRODUCTION or action.name.endswith("/" + PRODUCTION)
     )
 
 
@@ -474,7 +484,7 @@ def _plan_markdown(plan: Plan, context: PlanContext | None) -> str:
     )
     others = [a for a in plan.actions if a.verb != "delete" and not _is_production(a)]
     section("Changes", [f"- {_md_action(a)}{_field_names(a)}" for a in others], "change lines")
-    detailed = [a for a in plan.actions if a.changes or a.payload.get("graph_diff")]
+    detailed = [a for a in plan.actions if a.changes or a.drawing is not None]
     for action in detailed[:MARKDOWN_DETAILED_ACTIONS]:
         block = [f"<details><summary>{_escape(_action_header(action))}</summary>", ""]
         if action.changes:

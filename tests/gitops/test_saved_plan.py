@@ -170,7 +170,7 @@ def test_a_saved_plan_of_an_older_format_is_refused_with_a_clear_message(
     refused = gitops.cli("apply", "--plan", str(plan_file), "--auto-approve")
 
     assert refused.code != 0
-    assert "saved-plan format_version 1 is not 2; make the plan again" in refused.err
+    assert "saved-plan format_version 1 is not 3; make the plan again" in refused.err
     assert gitops.writes() == []
 
 

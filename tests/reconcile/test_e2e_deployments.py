@@ -8,6 +8,7 @@ from kaizenctl.api.service import KaizenApi
 from kaizenctl.errors import ApplyError, PlanError
 from kaizenctl.reconcile import ApplyOptions, ApplyResult, Plan, apply_plan_async, plan_async
 from kaizenctl.reconcile.diff import ALLOW_PRODUCTION_ROLLBACK
+from kaizenctl.reconcile.plan import SlotPayload
 from tests.reconcile.harness import Kaizen
 
 
@@ -211,7 +212,8 @@ def test_a_promote_whose_source_moved_since_the_plan_is_refused_before_it_is_sen
     plan, result = kaizen.with_api(plan_then_race)
 
     promotes = [a for a in plan.actions if a.verb == "promote"]
-    assert [a.payload["expected_version"] for a in promotes] == [2, 2]
+    expected = [a.payload.expected_version for a in promotes if isinstance(a.payload, SlotPayload)]
+    assert expected == [2, 2]
     staging = next(o for o in result.outcomes if o.action_id == promotes[0].id)
     assert staging.status == "failed"
     assert "cannot promote: development runs v3, the plan expected v2" in staging.message

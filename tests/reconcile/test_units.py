@@ -11,7 +11,17 @@ from kaizenctl.manifests.loader import load_manifests
 from kaizenctl.reconcile.diff import PlanOptions, build_plan, values_equal
 from kaizenctl.reconcile.layout import layered_positions
 from kaizenctl.reconcile.live import LiveSnapshot
-from kaizenctl.reconcile.plan import Action, FieldChange, Plan
+from kaizenctl.reconcile.plan import (
+    Action,
+    DeletePayload,
+    DrawnEdge,
+    DrawnNode,
+    FieldChange,
+    GraphDrawing,
+    GraphPayload,
+    Plan,
+    UpdatePayload,
+)
 from kaizenctl.reconcile.state import (
     DeploymentSlot,
     GraphState,
@@ -159,6 +169,9 @@ def _plan_with_secret() -> Plan:
                     ),
                     FieldChange(field="temperature", before=0.7, after=0.2),
                 ),
+                payload=UpdatePayload(
+                    changes={"system_prompt": "key=s3cr3t-value", "temperature": 0.2}
+                ),
             ),
             Action(
                 id="replace-graph:Pipeline/p",
@@ -167,19 +180,18 @@ def _plan_with_secret() -> Plan:
                 name="p",
                 summary="replace graph of Pipeline/p",
                 changes=(FieldChange(field="nodes.b", after={"node_type": "agent"}),),
-                payload={
-                    "graph_diff": {
-                        "nodes": [
-                            {"id": "a", "node_type": "agent", "agent": "x", "mark": "same"},
-                            {"id": "b", "node_type": "agent", "agent": "y", "mark": "added"},
-                            {"id": "c.old", "node_type": "agent", "agent": None, "mark": "removed"},
-                        ],
-                        "edges": [
-                            {"source": "a", "target": "b", "mark": "added"},
-                            {"source": "a", "target": "c.old", "mark": "removed"},
-                        ],
-                    }
-                },
+                payload=GraphPayload(nodes=(), edges=()),
+                drawing=GraphDrawing(
+                    nodes=(
+                        DrawnNode(id="a", node_type="agent", agent="x", mark="same"),
+                        DrawnNode(id="b", node_type="agent", agent="y", mark="added"),
+                        DrawnNode(id="c.old", node_type="agent", agent=None, mark="removed"),
+                    ),
+                    edges=(
+                        DrawnEdge(source="a", target="b", mark="added"),
+                        DrawnEdge(source="a", target="c.old", mark="removed"),
+                    ),
+                ),
             ),
             Action(
                 id="delete:Policy/x",
@@ -187,6 +199,7 @@ def _plan_with_secret() -> Plan:
                 kind="Policy",
                 name="x",
                 summary="delete Policy/x",
+                payload=DeletePayload(),
             ),
         )
     )

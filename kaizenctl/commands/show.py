@@ -29,12 +29,11 @@ def command(plan_file: str, output_format: str, no_color: bool, verbose: int) ->
     Sensitive values stay masked, as they are in the file.
     """
     from kaizenctl.commands.common import use_color
-    from kaizenctl.gitops.saved_plan import read_saved_plan
-    from kaizenctl.reconcile import Plan
+    from kaizenctl.gitops.saved_plan import read_saved_plan, shown_plan
     from kaizenctl.render import PlanContext, render_plan
 
     saved = read_saved_plan(plan_file, label=plan_file)
-    plan = Plan.model_validate(saved.plan)
+    plan = shown_plan(saved, label=plan_file)
     if verbose:
         click.echo(
             f"Saved plan made {saved.created_at} by kaizenctl {saved.kaizenctl_version} "

@@ -83,6 +83,19 @@ class SavedPlan(BaseModel):
     plan: dict[str, Any]
 
 
+def shown_plan(saved: SavedPlan, *, label: str) -> Plan:
+    """The plan as ``show`` renders it, without the environment: each secret as the mask.
+
+    The file holds a placeholder where a secret was; a typed payload field (a gateway's
+    key) cannot hold a placeholder, but it can hold the mask.
+    """
+    masked = {secret.id: MASK for secret in saved.secrets}
+    try:
+        return Plan.model_validate(restore_tree(saved.plan, masked))
+    except ValidationError as error:
+        raise UsageError(f"{label}: damaged saved plan: {error}") from None
+
+
 def saved_set_name(saved: SavedPlan) -> str:
     """The manifest set the plan was made for (plans from before sets: the default set)."""
     name = saved.plan.get("set_name", DEFAULT_SET)

@@ -44,7 +44,7 @@ from kaizenctl.reconcile.plan import (
     UpdatePayload,
     Verb,
 )
-from kaizenctl.reconcile.rollout import RolloutPlanner
+from kaizenctl.reconcile.rollout import RolloutPlanner, pruning_delete
 from kaizenctl.reconcile.state import (
     DeploymentSlot,
     EdgeKey,
@@ -220,14 +220,9 @@ def graph_payload(desired: GraphState, live: GraphState | None) -> GraphPayload:
                 y=position[1],
             )
         )
+    # An edge key and a planned edge say the same in the same words.
     edges = [
-        PlannedEdge(
-            source=edge.source,
-            target=edge.target,
-            source_handle=edge.source_handle,
-            target_handle=edge.target_handle,
-        )
-        for edge in sorted(desired.edges)
+        PlannedEdge.model_validate(edge, from_attributes=True) for edge in sorted(desired.edges)
     ]
     return GraphPayload(nodes=tuple(nodes), edges=tuple(edges))
 
@@ -775,23 +770,16 @@ class _Builder:
             if (item.kind, item.name) not in deleted:
                 continue
             slot = self.live.state.deployments[item.name]
-            production = slot.environment == PRODUCTION
-            delete = Action(
-                id=action_id("delete", "Deployment", item.name),
-                verb="delete",
-                kind="Deployment",
-                name=item.name,
+            delete = pruning_delete(
+                "Deployment",
+                item.name,
                 summary=f"undeploy {item.name} (v{slot.active_version})"
                 if slot.active_version is not None
                 else f"undeploy {item.name}",
                 live_id=item.live_id,
                 payload=UndeployPayload(deployment_ids=slot.running_ids),
-                requires_flag=ALLOW_PRODUCTION_DELETE if production else None,
-                warnings=(
-                    ("undeploys production: apply needs " + ALLOW_PRODUCTION_DELETE,)
-                    if production
-                    else ()
-                ),
+                production=slot.environment == PRODUCTION,
+                what="undeploys production",
             )
             self.add(delete)
 

@@ -1,6 +1,7 @@
 """Fetch live state through the service layer, concurrently, and normalize it.
 
-Requests: one paged list per kind of the registry (``kaizenctl.kinds``), then
+Requests: one paged list per kind of the registry (``kaizenctl.kinds``) that the
+dialect serves (its capability table), then
 the graph (nodes and connections) of each object of a kind with a graph, only
 for those in scope — the minimum the contract allows.
 """
@@ -174,7 +175,9 @@ async def fetch_live(
     async def no_records() -> list[ServerRecord]:
         return []
 
-    kinds = named_kinds()
+    # A kind the dialect does not serve has nothing to list: it is not asked for.
+    served = api.capabilities.kinds
+    kinds = [info for info in named_kinds() if info.kind in served]
     lists, deployments, records = await asyncio.gather(
         asyncio.gather(*(_service(info, api).list_all() for info in kinds)),
         api.deployments.list_all(),

@@ -210,6 +210,14 @@ VERB_PAYLOADS: dict[str, tuple[type[PlanModel], ...]] = {
 }
 
 
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+def _payload_types(verb: str) -> list[str]:
+    return [str(model.model_fields["type"].default) for model in VERB_PAYLOADS[verb]]
+
+
 class DrawnNode(PlanModel):
     id: str
     node_type: str
@@ -256,7 +264,10 @@ class Action(PlanModel):
     @model_validator(mode="after")
     def _payload_fits_the_verb(self) -> Action:
         if self.payload is not None and not isinstance(self.payload, VERB_PAYLOADS[self.verb]):
-            raise ValueError(f"a {self.verb} action cannot carry a {self.payload.type} payload")
+            raise ValueError(
+                f"{_a(self.verb)} action cannot carry {_a(self.payload.type)} payload"
+                f" (it carries {' or '.join(_a(t) for t in _payload_types(self.verb))} payload)"
+            )
         return self
 
     @property

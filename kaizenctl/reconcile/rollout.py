@@ -55,6 +55,7 @@ from kaizenctl.reconcile.plan import (
     GatewayUpdatePayload,
     StopPayload,
     Unmanaged,
+    Verb,
 )
 
 ACTIVE = "active"
@@ -310,20 +311,12 @@ class RolloutPlanner:
         name = resource.name
         key_change = FieldChange(field="api_key", before=None, after=None, sensitive=True)
         if have is None:
-            self.actions.append(
-                Action(
-                    id=_action_id("create", "Gateway", name),
-                    verb="create",
-                    kind="Gateway",
-                    name=name,
-                    summary=f"create Gateway/{name}",
-                    changes=(
-                        *(FieldChange(field=k, after=v) for k, v in want.items() if v is not None),
-                        key_change,
-                    ),
-                    payload=CreatePayload(fields={"name": name, **want, "api_key": spec.api_key}),
-                    source=_source(resource),
-                )
+            created = [FieldChange(field=k, after=v) for k, v in want.items() if v is not None]
+            self._gateway_write(
+                "create",
+                resource,
+                [*created, key_change],
+                CreatePayload(fields={"name": name, **want, "api_key": spec.api_key}),
             )
             return
         description, stamp = split_description(have.description)
@@ -349,21 +342,40 @@ class RolloutPlanner:
             key_stamp=stamp,
             api_key=spec.api_key if resend_key else None,
         )
+        self._gateway_write(
+            "update",
+            resource,
+            changes,
+            payload,
+            live_id=have.id,
+            warnings=(
+                ("the key on the platform is not known to match the manifest's: it is re-sent",)
+                if resend_key and stamp is None
+                else ()
+            ),
+        )
+
+    def _gateway_write(
+        self,
+        verb: Verb,
+        resource: Resource,
+        changes: list[FieldChange],
+        payload: ActionPayload,
+        live_id: str | None = None,
+        warnings: tuple[str, ...] = (),
+    ) -> None:
+        """A create or update of a declared gateway."""
         self.actions.append(
             Action(
-                id=_action_id("update", "Gateway", name),
-                verb="update",
+                id=_action_id(verb, "Gateway", resource.name),
+                verb=verb,
                 kind="Gateway",
-                name=name,
-                summary=f"update Gateway/{name}",
+                name=resource.name,
+                summary=f"{verb} Gateway/{resource.name}",
                 changes=tuple(changes),
-                live_id=have.id,
+                live_id=live_id,
                 payload=payload,
-                warnings=(
-                    ("the key on the platform is not known to match the manifest's: it is re-sent",)
-                    if resend_key and stamp is None
-                    else ()
-                ),
+                warnings=warnings,
                 source=_source(resource),
             )
         )
@@ -521,15 +533,15 @@ class RolloutPlanner:
         ).model_dump()
         depends = [*agent_changes, *gateway_writes]
         if not up_to_date and source_key is None:
-            action = Action(
-                id=_action_id("deploy", "Deployment", key),
-                verb="deploy",
-                kind="Deployment",
-                name=key,
-                summary=f"Deployment/{resource.name}: {spec.agent} in {spec.environment} "
-                f"{before} → (current agent) (deploy on {gateway_name})",
-                changes=(FieldChange(field="agent_version", before=before, after="current agent"),),
-                depends_on=tuple(depends),
+            deploy = self._slot_change(
+                "deploy",
+                key,
+                resource,
+                before=before,
+                after="current agent",
+                shown="(current agent)",
+                how=f"deploy on {gateway_name}",
+                depends_on=depends,
                 payload=AgentDeployPayload(**where),
                 warnings=(
                     (
@@ -539,10 +551,8 @@ class RolloutPlanner:
                     if production and agent_changes
                     else ()
                 ),
-                source=_source(resource),
             )
-            self.actions.append(action)
-            slot_ids.append(action.id)
+            slot_ids.append(deploy)
         elif not up_to_date and source_key is not None:
             source = self._kept.get(source_key)
             waiting = self._standing_promotion(agent_id, gateway_id, source, source_moves)
@@ -574,23 +584,20 @@ class RolloutPlanner:
                     "a promotion to production waits for approval on the platform: apply "
                     "reports it as awaiting approval (a merged pull request is not an approval)",
                 )
-            action = Action(
-                id=_action_id("promote", "Deployment", key),
-                verb="promote",
-                kind="Deployment",
-                name=key,
-                summary=f"Deployment/{resource.name}: {spec.agent} in {spec.environment} "
-                f"{before} → {source_label} ({how})",
-                changes=(FieldChange(field="agent_version", before=before, after=source_label),),
-                depends_on=(*self.slot_actions.get(source_key, []), *depends),
+            promote = self._slot_change(
+                "promote",
+                key,
+                resource,
+                before=before,
+                after=source_label,
+                how=how,
+                depends_on=[*self.slot_actions.get(source_key, []), *depends],
                 payload=AgentPromotePayload(
                     **where, **standing, source_environment=spec.promote_from
                 ),
                 warnings=warnings,
-                source=_source(resource),
             )
-            self.actions.append(action)
-            slot_ids.append(action.id)
+            slot_ids.append(promote)
         for extra in extras:
             stop = Action(
                 id=_action_id("stop", "Deployment", f"{key}/{extra.id}"),
@@ -608,6 +615,37 @@ class RolloutPlanner:
             self.actions.append(stop)
         self.slot_actions[key] = slot_ids
         return {d.id for d in active}
+
+    def _slot_change(
+        self,
+        verb: Verb,
+        key: str,
+        resource: Resource,
+        *,
+        before: str,
+        after: str,
+        how: str,
+        depends_on: list[str],
+        payload: AgentDeployPayload | AgentPromotePayload,
+        warnings: tuple[str, ...],
+        shown: str | None = None,
+    ) -> str:
+        """A deploy or promote of one agent/environment, shown as people say it; its id."""
+        action = Action(
+            id=_action_id(verb, "Deployment", key),
+            verb=verb,
+            kind="Deployment",
+            name=key,
+            summary=f"Deployment/{resource.name}: {payload.agent} in {payload.environment} "
+            f"{before} → {shown or after} ({how})",
+            changes=(FieldChange(field="agent_version", before=before, after=after),),
+            depends_on=tuple(depends_on),
+            payload=payload,
+            warnings=warnings,
+            source=_source(resource),
+        )
+        self.actions.append(action)
+        return action.id
 
     def _runs_current(self, deployment: AgentDeployment, agent: Agent | None) -> bool:
         version = self.live.version(deployment.agent_version_id)

@@ -159,10 +159,13 @@ async def _failure(
 
 
 async def _settle(
-    context: RolloutContext, action: Action, payload: AgentSlot, kept: AgentDeployment
+    context: RolloutContext, action: Action, payload: AgentSlot, kept: AgentDeployment, what: str
 ) -> str:
-    """Record what this action left active, and stop what it replaces, so exactly one
-    stays active; says what was stopped."""
+    """Fail ``what`` (with the deployment's logs) unless the new deployment is active;
+    else record it and stop what it replaces, so exactly one stays active. Says what
+    was stopped."""
+    if kept.status != ACTIVE:
+        raise await _failure(context, kept, what)
     context.settled[action.name] = kept
     stopped = []
     for deployment_id in payload.replaces:
@@ -177,9 +180,7 @@ async def _deploy(context: RolloutContext, action: Action, payload: AgentDeployP
     gateway_id = _gateway_id(context, payload)
     version = await _snapshot(context, agent_id)
     deployment = await context.services.agent_deployments.deploy(agent_id, gateway_id, version.id)
-    if deployment.status != ACTIVE:
-        raise await _failure(context, deployment, f"deploy to {payload.gateway}")
-    retired = await _settle(context, action, payload, deployment)
+    retired = await _settle(context, action, payload, deployment, f"deploy to {payload.gateway}")
     return (
         f"{payload.environment} runs v{version.version} "
         f"(deployment {deployment.id} on {payload.gateway}){retired}"
@@ -268,9 +269,7 @@ async def _settle_promotion(
     if promotion.status != COMPLETED or not promotion.target_deployment_id:
         raise RolloutFailed(f"promotion {promotion.id} ({route}) ended {promotion.status}")
     deployment = await context.services.agent_deployments.get(promotion.target_deployment_id)
-    if deployment.status != ACTIVE:
-        raise await _failure(context, deployment, f"promotion {promotion.id}")
-    retired = await _settle(context, action, payload, deployment)
+    retired = await _settle(context, action, payload, deployment, f"promotion {promotion.id}")
     return (
         f"promotion {promotion.id} completed: {payload.environment} runs deployment "
         f"{deployment.id} on {payload.gateway}{retired}"

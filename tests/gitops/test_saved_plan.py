@@ -156,21 +156,44 @@ def test_saved_plan_holds_no_secret_and_re_resolves_it_at_apply(
     assert gitops.with_api(keyed) == (f"Use key {secret} for lookups.", 777)
 
 
+# 1: before sets and the kind registry; 2: untyped (dict) payloads, before #11's typed plan.
+@pytest.mark.parametrize("older", [1, 2])
 def test_a_saved_plan_of_an_older_format_is_refused_with_a_clear_message(
-    gitops: GitOps, examples: Path, tmp_path: Path
+    gitops: GitOps, examples: Path, tmp_path: Path, older: int
 ) -> None:
     plan_file = tmp_path / "plan.json"
     assert gitops.cli("plan", str(examples), "--out", str(plan_file)).code == 0
     document = json.loads(plan_file.read_text())
     assert read_saved_plan(plan_file).plan["actions"]  # the current format reads back
-    document["format_version"] = 1
+    document["format_version"] = older
     plan_file.write_text(json.dumps(document))
     gitops.server.clear_request_log()
 
     refused = gitops.cli("apply", "--plan", str(plan_file), "--auto-approve")
 
     assert refused.code != 0
-    assert "saved-plan format_version 1 is not 3; make the plan again" in refused.err
+    assert f"saved-plan format_version {older} is not 3; make the plan again" in refused.err
+    assert gitops.writes() == []
+
+
+def test_a_saved_plan_whose_payload_does_not_fit_its_verb_is_refused_as_damaged(
+    gitops: GitOps, examples: Path, tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "plan.json"
+    assert gitops.cli("plan", str(examples), "--out", str(plan_file)).code == 0
+    document = json.loads(plan_file.read_text())
+    create = next(a for a in document["plan"]["actions"] if a["verb"] == "create")
+    # A hand-edited file: the create now carries a delete's payload.
+    create["payload"] = {"type": "delete", "replace": False}
+    plan_file.write_text(json.dumps(document))
+    gitops.server.clear_request_log()
+
+    refused = gitops.cli("apply", "--plan", str(plan_file), "--auto-approve")
+
+    assert refused.code != 0
+    assert "damaged saved plan" in refused.err
+    assert "a create action cannot carry a delete payload" in refused.err
+    assert "nothing was changed" in refused.err
     assert gitops.writes() == []
 
 

@@ -1,9 +1,11 @@
-"""A new named kind needs a spec model, a registry entry and a service: the stages stay as
-they are. A test-only ``Widget`` goes through load, plan, apply, fingerprints and export."""
+"""A new named kind needs a spec model, a registry entry, a service and a line in the
+dialect's capability table: the stages stay as they are. A test-only ``Widget`` goes
+through load, plan, apply, fingerprints and export."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,6 +13,7 @@ from typing import Any, cast
 
 import pytest
 
+from kaizenctl.api.capabilities import CONTRACT_CAPABILITIES, Capabilities
 from kaizenctl.api.service import KaizenApi
 from kaizenctl.gitops.export import export_documents
 from kaizenctl.gitops.fingerprint import live_fingerprints
@@ -65,6 +68,10 @@ class WidgetApi:
         self.policies = MemoryService()
         self.deployments = NoDeployments()
         self.widgets = MemoryService()
+        # A server serves the kinds its capability table names (live reads no others).
+        self.capabilities: Capabilities = dataclasses.replace(
+            CONTRACT_CAPABILITIES, kinds=CONTRACT_CAPABILITIES.kinds | {"Widget"}
+        )
 
 
 @pytest.fixture

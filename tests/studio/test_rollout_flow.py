@@ -317,12 +317,20 @@ def test_a_saved_plan_keeps_no_gateway_key_and_is_refused_once_deployments_moved
     from kaizenctl.gitops.saved_plan import load_saved_plan, save_plan
     from kaizenctl.manifests.loader import load_manifests
     from kaizenctl.reconcile import apply_plan_async, plan_async
+    from kaizenctl.reconcile.plan import (
+        AgentDeployPayload,
+        AgentPromotePayload,
+        CreatePayload,
+        Plan,
+    )
 
     resources = list(load_manifests([str(s.folder)]).resources)
     plan_file = tmp_path / "plan.json"
+    planned: list[Plan] = []
 
     async def save(api: KaizenApi) -> None:
         plan, live = await plan_async(api, resources)
+        planned.append(plan)
         await save_plan(api, plan_file, plan, live, resources)
 
     s.with_api(save)
@@ -332,6 +340,11 @@ def test_a_saved_plan_keeps_no_gateway_key_and_is_refused_once_deployments_moved
 
     async def apply_saved(api: KaizenApi) -> ApplyResult:
         plan, live = await load_saved_plan(api, plan_file)
+        # The typed plan comes back as it was made, the gateway keys restored from the
+        # environment.
+        assert plan == planned[-1]
+        kinds = {type(a.payload) for a in plan.actions}
+        assert {CreatePayload, AgentDeployPayload, AgentPromotePayload} <= kinds
         return await apply_plan_async(api, plan, live)
 
     result = s.with_api(apply_saved)
@@ -345,3 +358,47 @@ def test_a_saved_plan_keeps_no_gateway_key_and_is_refused_once_deployments_moved
     s.fake.deploy_by_hand(s.agent_id(), dev["id"])
     with pytest.raises(PlanError, match="Deployment/@agents-on-gateways: changed"):
         s.with_api(lambda api: load_saved_plan(api, plan_file))
+
+
+def test_a_saved_plan_that_resends_a_gateway_key_is_shown_masked_and_applied_with_the_key(
+    s: Studio,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kaizenctl.api.service import KaizenApi
+    from kaizenctl.cli import main
+    from kaizenctl.gitops.saved_plan import load_saved_plan, save_plan
+    from kaizenctl.manifests.loader import load_manifests
+    from kaizenctl.reconcile import apply_plan_async, plan_async
+    from kaizenctl.reconcile.plan import GatewayUpdatePayload
+
+    _converge(s)
+    rotated = "rotated-staging-key-9876"
+    monkeypatch.setenv(KEY_VARIABLES["staging"], rotated)
+    resources = list(load_manifests([str(s.folder)]).resources)
+    plan_file = tmp_path / "plan.json"
+
+    async def save(api: KaizenApi) -> None:
+        plan, live = await plan_async(api, resources)
+        (update,) = plan.actions
+        assert isinstance(update.payload, GatewayUpdatePayload)
+        assert update.payload.api_key == rotated
+        await save_plan(api, plan_file, plan, live, resources)
+
+    s.with_api(save)
+    assert rotated not in plan_file.read_text()
+    capsys.readouterr()
+    # `show` reads the file as it is, the key still a placeholder.
+    assert main(["show", str(plan_file)]) == 0
+    shown = capsys.readouterr().out
+    assert "~ update Gateway/staging-gw" in shown
+    assert rotated not in shown
+
+    async def apply_saved(api: KaizenApi) -> ApplyResult:
+        plan, live = await load_saved_plan(api, plan_file)
+        return await apply_plan_async(api, plan, live)
+
+    assert s.with_api(apply_saved).ok
+    staging = s.fake.gateway_named("staging-gw")
+    assert s.fake.state.keys[staging["id"]] == rotated

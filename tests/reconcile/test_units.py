@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from kaizenctl.api.capabilities import CONTRACT_CAPABILITIES
 from kaizenctl.manifests.loader import load_manifests
 from kaizenctl.reconcile.diff import PlanOptions, build_plan, values_equal
 from kaizenctl.reconcile.layout import layered_positions
@@ -295,6 +296,7 @@ class _TwoAgentsNamedAlike:
         self.pipelines = self._Lists([])
         self.policies = self._Lists([])
         self.deployments = self._Lists([])
+        self.capabilities = CONTRACT_CAPABILITIES  # live reads the kinds the server serves
 
 
 def test_live_state_with_two_resources_of_one_name_is_refused_with_both_ids() -> None:

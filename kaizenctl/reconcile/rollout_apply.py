@@ -96,12 +96,13 @@ async def _gateway(context: RolloutContext, action: Action) -> str:
         created = await gateways.create(fields)
         context.gateway_ids[action.name] = created.id
         return f"created (id {created.id})"
-    assert action.live_id is not None
     if isinstance(payload, DeletePayload):
+        assert action.live_id is not None
         await gateways.delete(action.live_id)
         return "deleted"
     if not isinstance(payload, GatewayUpdatePayload):
         raise RolloutFailed(f"{action.verb} {action.ref}: the plan holds nothing to execute")
+    assert action.live_id is not None
     changes: dict[str, Any] = dict(payload.changes)
     stamp = payload.key_stamp
     if payload.api_key is not None:

@@ -10,7 +10,6 @@ CONTRACT.md warns of.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import threading
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kaizenctl.server.bodies import send_detail
 
 API_PREFIX = "/api/v1"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -253,19 +254,8 @@ class FaultMiddleware:
 
     @staticmethod
     async def _refuse(send: Send, status: int, message: str, retry_after_s: float) -> None:
-        body = json.dumps({"detail": message}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", _format_seconds(retry_after_s).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        retry_after = (b"retry-after", _format_seconds(retry_after_s).encode())
+        await send_detail(send, status, message, (retry_after,))
 
 
 def _format_seconds(seconds: float) -> str:

@@ -60,23 +60,15 @@ def parse_model(model: type[M], data: Any, response: httpx.Response) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ResponseFormatError(
-            response.request.method,
-            response.request.url.path,
-            response.status_code,
-            f"unexpected {model.__name__} in the answer: {first_problem(exc)}",
+        raise ResponseFormatError.of(
+            response, f"unexpected {model.__name__} in the answer: {first_problem(exc)}"
         ) from None
 
 
 def parse_list(model: type[M], data: Any, response: httpx.Response) -> list[M]:
     """A JSON array of ``model``; anything else is a ``ResponseFormatError``."""
     if not isinstance(data, list):
-        raise ResponseFormatError(
-            response.request.method,
-            response.request.url.path,
-            response.status_code,
-            f"expected a list of {model.__name__}",
-        )
+        raise ResponseFormatError.of(response, f"expected a list of {model.__name__}")
     return [parse_model(model, item, response) for item in data]
 
 

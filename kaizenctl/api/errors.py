@@ -10,10 +10,13 @@ secret it was sent (a validation error quoting a password, say).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kaizenctl.errors import KaizenctlError
 from kaizenctl.redact import redact
+
+if TYPE_CHECKING:
+    import httpx
 
 LOGIN_AGAIN_HINT = (
     "log in again: set KAIZEN_TOKEN (and KAIZEN_REFRESH_TOKEN) to fresh tokens, "
@@ -117,6 +120,11 @@ class ServerError(ApiError):
 
 class ResponseFormatError(ApiError):
     """The server answered, but not in the contract's shape."""
+
+    @classmethod
+    def of(cls, response: httpx.Response, detail: str) -> ResponseFormatError:
+        """The error about ``response``: its request's method and path, its status."""
+        return cls(response.request.method, response.request.url.path, response.status_code, detail)
 
 
 class TransportError(ApiError):

@@ -429,9 +429,4 @@ class ApiSession:
         try:
             return response.json()
         except ValueError:
-            raise ResponseFormatError(
-                response.request.method,
-                response.request.url.path,
-                response.status_code,
-                "the answer is not JSON",
-            ) from None
+            raise ResponseFormatError.of(response, "the answer is not JSON") from None

@@ -166,23 +166,13 @@ def error_detail(body: Any) -> Any:
 
 def _object(data: Any, response: httpx.Response, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise ResponseFormatError(
-            response.request.method,
-            response.request.url.path,
-            response.status_code,
-            f"expected {what} as an object",
-        )
+        raise ResponseFormatError.of(response, f"expected {what} as an object")
     return data
 
 
 def _field(data: dict[str, Any], name: str, response: httpx.Response) -> Any:
     if name not in data:
-        raise ResponseFormatError(
-            response.request.method,
-            response.request.url.path,
-            response.status_code,
-            f"{name}: Field required",
-        )
+        raise ResponseFormatError.of(response, f"{name}: Field required")
     return data[name]
 
 
@@ -1087,11 +1077,8 @@ class StudioRecords:
     def _checked(self, data: dict[str, Any], suffix: str, response: httpx.Response) -> ServerRecord:
         record = self._record(data, suffix)
         if record is None:
-            raise ResponseFormatError(
-                response.request.method,
-                response.request.url.path,
-                response.status_code,
-                "the server changed a kaizenctl record's name or content",
+            raise ResponseFormatError.of(
+                response, "the server changed a kaizenctl record's name or content"
             )
         return record
 

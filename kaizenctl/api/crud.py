@@ -86,6 +86,18 @@ def keep_one_per_id(items: Iterable[M]) -> list[M]:
     return result
 
 
+def the_one_named(
+    matches: list[V], name: str, *, kind: str, shown_path: str, id_of: Callable[[V], str]
+) -> V | None:
+    """The one of ``matches`` (all named ``name``), None if none.
+
+    Several are a ``DuplicateNameError``: kaizenctl identifies by name and will not guess.
+    """
+    if len(matches) > 1:
+        raise DuplicateNameError("GET", shown_path, kind, name, [id_of(item) for item in matches])
+    return matches[0] if matches else None
+
+
 class Lister(Protocol):
     """Reads every item of a list endpoint, however the dialect pages it."""
 
@@ -202,16 +214,13 @@ class NamedResourceService(Generic[M]):
     async def find_by_name(self, name: str) -> M | None:
         """The one resource with this exact name, None if there is none; two is an error."""
         candidates = await self.lister.list_all(self.path, self.model, self.search_params(name))
-        matches = [item for item in candidates if getattr(item, "name", None) == name]
-        if len(matches) > 1:
-            raise DuplicateNameError(
-                "GET",
-                self.session.full_path(self.path),
-                self.kind,
-                name,
-                [str(getattr(item, "id", "?")) for item in matches],
-            )
-        return matches[0] if matches else None
+        return the_one_named(
+            [item for item in candidates if getattr(item, "name", None) == name],
+            name,
+            kind=self.kind,
+            shown_path=self.session.full_path(self.path),
+            id_of=lambda item: str(getattr(item, "id", "?")),
+        )
 
     async def get(self, item_id: str) -> M:
         return self.parse(await self.session.request("GET", self.item_path(item_id)))

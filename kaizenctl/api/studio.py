@@ -39,10 +39,14 @@ import httpx
 
 from kaizenctl.api.capabilities import STUDIO_CAPABILITIES, Capabilities
 from kaizenctl.api.contract_v1 import AuthV1
-from kaizenctl.api.crud import DialectApi, create_numbered_at_most_once, path_segment
+from kaizenctl.api.crud import (
+    DialectApi,
+    create_numbered_at_most_once,
+    path_segment,
+    the_one_named,
+)
 from kaizenctl.api.errors import (
     ApiError,
-    DuplicateNameError,
     NotFoundError,
     PermissionDeniedError,
     ResponseFormatError,
@@ -220,22 +224,20 @@ class _Scope:
             raise ResponseFormatError(
                 "GET", self.session.full_path("/workspaces"), 200, "expected a list of workspaces"
             )
-        matches = [
-            item
-            for item in data
-            if isinstance(item, dict)
-            and item.get("name") == self.workspace_name
-            and not item.get("isArchived")
-        ]
-        if len(matches) > 1:
-            raise DuplicateNameError(
-                "GET",
-                self.session.full_path("/workspaces"),
-                "workspace",
-                self.workspace_name,
-                [str(item.get("id")) for item in matches],
-            )
-        return str(matches[0]["id"]) if matches else None
+        found = the_one_named(
+            [
+                item
+                for item in data
+                if isinstance(item, dict)
+                and item.get("name") == self.workspace_name
+                and not item.get("isArchived")
+            ],
+            self.workspace_name,
+            kind="workspace",
+            shown_path=self.session.full_path("/workspaces"),
+            id_of=lambda item: str(item.get("id")),
+        )
+        return str(found["id"]) if found is not None else None
 
     async def ensure_workspace(self) -> str:
         """The workspace's id, creating it first when it is missing (apply only)."""
@@ -365,16 +367,14 @@ class _StudioResource(Generic[T]):
         return await self.get(str(record["id"]))
 
     async def find_by_name(self, name: str) -> T | None:
-        matches = [r for r in await self._records() if r.get("name") == name]
-        if len(matches) > 1:
-            raise DuplicateNameError(
-                "GET",
-                self.session.full_path(self.path),
-                self.kind,
-                name,
-                [str(r.get("id")) for r in matches],
-            )
-        return await self._found(matches[0]) if matches else None
+        found = the_one_named(
+            [r for r in await self._records() if r.get("name") == name],
+            name,
+            kind=self.kind,
+            shown_path=self.session.full_path(self.path),
+            id_of=lambda record: str(record.get("id")),
+        )
+        return await self._found(found) if found is not None else None
 
     async def _create_once(self, name: Any, body: dict[str, Any]) -> T:
         """POST ``body``; a lost answer is resolved by looking ``name`` up, never by re-posting."""

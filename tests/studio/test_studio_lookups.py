@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import pytest
+
 from kaizenctl.api.connect import connect_studio
+from kaizenctl.api.errors import DuplicateNameError
 from kaizenctl.api.retry import RetryPolicy
 from kaizenctl.api.settings import ConnectionSettings
 from kaizenctl.api.studio import StudioApi
 from tests.api.api_helpers import run
-from tests.studio.studio_fake import EMAIL, PASSWORD, FakeStudio
+from tests.studio.studio_fake import EMAIL, ORG, PASSWORD, FakeStudio
 
 T = TypeVar("T")
 
@@ -67,3 +70,27 @@ def test_a_policy_found_by_name_is_taken_from_the_list_without_a_second_read(
 
     assert _with_api(studio, policy, go) == "deny"
     assert studio.count("GET", "/policies") == 1  # the list; no GET /policies/{id}
+
+
+def test_a_look_up_by_name_that_finds_two_refuses_to_guess(
+    studio: FakeStudio, policy: RetryPolicy
+) -> None:
+    async def go(api: StudioApi) -> None:
+        created = await api.agents.create({"name": "helper", "model": "gpt-4o"})
+        twin = {**studio.agents[created.id], "id": studio.new_id()}
+        studio.agents[twin["id"]] = twin
+        await api.agents.find_by_name("helper")
+
+    with pytest.raises(DuplicateNameError, match="2 Agent resources are named 'helper'"):
+        _with_api(studio, policy, go)
+
+
+def test_two_workspaces_of_the_managed_name_are_refused(
+    studio: FakeStudio, policy: RetryPolicy
+) -> None:
+    for _ in range(2):
+        workspace_id = studio.new_id()
+        studio.workspaces[workspace_id] = {"id": workspace_id, "name": "w", "organizationId": ORG}
+
+    with pytest.raises(DuplicateNameError, match="2 workspace resources are named 'w'"):
+        _with_api(studio, policy, lambda api: api.scope.workspace_id())

@@ -32,7 +32,7 @@ import re
 import struct
 import uuid
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -178,6 +178,37 @@ def _field(data: dict[str, Any], name: str, response: httpx.Response) -> Any:
     if name not in data:
         raise ResponseFormatError.of(response, f"{name}: Field required")
     return data[name]
+
+
+class _NotHeld(Exception):
+    """A field value this server cannot hold: refused before anything is sent."""
+
+
+# A contract field -> (this server's name for it, its value as this server wants it). A field
+# not listed is not sent (the server has no such field, or it is written on its own).
+_WireFields = Mapping[str, tuple[str, Callable[[Any], Any]]]
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _text_or_unset(value: Any) -> Any:
+    """``""`` is how this server says "unset" (and a null description answers 500)."""
+    return value or ""
+
+
+def _to_wire(fields: dict[str, Any], wire: _WireFields, method: str, path: str) -> dict[str, Any]:
+    """Contract field names and values -> this server's, for a create or an update."""
+    body: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name in wire:
+            wire_name, convert = wire[name]
+            try:
+                body[wire_name] = convert(value)
+            except _NotHeld as refusal:
+                raise ApiError(method, path, None, str(refusal)) from None
+    return body
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -453,23 +484,15 @@ def _agent(data: dict[str, Any], tools: list[str], response: httpx.Response) -> 
     )
 
 
-def _agent_body(fields: dict[str, Any]) -> dict[str, Any]:
-    """Contract field names -> this server's, for a create or PUT (nulls become its unset)."""
-    body: dict[str, Any] = {}
-    for name, value in fields.items():
-        if name == "name":
-            body["name"] = value
-        elif name == "description":
-            body["description"] = value or ""
-        elif name == "system_prompt":
-            body["system_prompt"] = value or ""
-        elif name == "model":
-            body["model_id"] = value
-        elif name == "temperature":
-            body["temperature"] = value
-        elif name == "max_tokens":
-            body["max_tokens"] = value or 0
-    return body
+# Contract field -> (this server's name, the value as it stores it); nulls become its unset.
+_AGENT_WIRE: _WireFields = {
+    "name": ("name", _as_is),
+    "description": ("description", _text_or_unset),
+    "system_prompt": ("system_prompt", _text_or_unset),
+    "model": ("model_id", _as_is),
+    "temperature": ("temperature", _as_is),
+    "max_tokens": ("max_tokens", lambda value: value or 0),
+}
 
 
 class StudioAgents(_StudioResource[Agent]):
@@ -504,7 +527,7 @@ class StudioAgents(_StudioResource[Agent]):
     async def create(self, fields: dict[str, Any]) -> Agent:
         workspace_id = await self.scope.ensure_workspace()
         body = {
-            **_agent_body(fields),
+            **_to_wire(fields, _AGENT_WIRE, "POST", self.session.full_path(self.path)),
             "workspace_id": workspace_id,
             "agent_type": fields.get("agent_type") or DEFAULT_AGENT_TYPE,
         }
@@ -534,7 +557,9 @@ class StudioAgents(_StudioResource[Agent]):
                 None,
                 "this server cannot change an agent's agent_type; the plan must replace it",
             )
-        body = _agent_body(changes)
+        body = _to_wire(
+            changes, _AGENT_WIRE, "PUT", self.session.full_path(self._item_path(agent_id))
+        )
         if body:
             await self.session.request("PUT", self._item_path(agent_id), json=body)
         await self._converge(
@@ -656,27 +681,21 @@ def _pipeline(data: dict[str, Any], response: httpx.Response) -> Pipeline:
 PIPELINE_STATUSES = frozenset({"draft", "active"})
 
 
-def _pipeline_body(fields: dict[str, Any], method: str, path: str) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    for name, value in fields.items():
-        if name == "name":
-            body["name"] = value
-        elif name == "description":
-            body["description"] = value or ""
-        elif name == "pattern":
-            body["pattern"] = PATTERN_TO_WIRE.get(value, value)
-        elif name == "status":
-            if value not in PIPELINE_STATUSES:
-                # The server would store anything, even "bogus"; archived means deleted here.
-                raise ApiError(
-                    method,
-                    path,
-                    None,
-                    f"pipeline status {value!r} is not one of "
-                    + ", ".join(sorted(PIPELINE_STATUSES)),
-                )
-            body["status"] = value
-    return body
+def _pipeline_status(value: Any) -> Any:
+    if value not in PIPELINE_STATUSES:
+        # The server would store anything, even "bogus"; archived means deleted here.
+        raise _NotHeld(
+            f"pipeline status {value!r} is not one of " + ", ".join(sorted(PIPELINE_STATUSES))
+        )
+    return value
+
+
+_PIPELINE_WIRE: _WireFields = {
+    "name": ("name", _as_is),
+    "description": ("description", _text_or_unset),
+    "pattern": ("pattern", lambda value: PATTERN_TO_WIRE.get(value, value)),
+    "status": ("status", _pipeline_status),
+}
 
 
 class _StoredGraph:
@@ -806,7 +825,7 @@ class StudioPipelines(_StudioResource[Pipeline]):
         workspace_id = await self.scope.ensure_workspace()
         shown = self.session.full_path(self.path)
         body = {
-            **_pipeline_body(fields, "POST", shown),
+            **_to_wire(fields, _PIPELINE_WIRE, "POST", shown),
             "organization_id": await self.scope.organization_id(),
             "workspace_id": workspace_id,
         }
@@ -814,7 +833,7 @@ class StudioPipelines(_StudioResource[Pipeline]):
 
     async def update(self, pipeline_id: str, changes: dict[str, Any]) -> Pipeline:
         path = self._item_path(pipeline_id)
-        body = _pipeline_body(changes, "PUT", self.session.full_path(path))
+        body = _to_wire(changes, _PIPELINE_WIRE, "PUT", self.session.full_path(path))
         # Check ownership first: an id of another organization is never written.
         await self.get(pipeline_id)
         if body:
@@ -976,23 +995,20 @@ def _policy(data: dict[str, Any], response: httpx.Response) -> Policy:
     )
 
 
-def _policy_body(fields: dict[str, Any], method: str, path: str) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    for name, value in fields.items():
-        if name in ("name", "effect", "resource_type"):
-            body[name] = value
-        elif name == "description":
-            # Never null: this server answers a null description with a 500.
-            body["description"] = value or ""
-        elif name == "actions":
-            if len(value) != 1:
-                raise ApiError(
-                    method, path, None, "this server holds exactly one action per policy"
-                )
-            body["action"] = value[0]
-        elif name == "conditions":
-            body["conditions"] = _conditions_to_wire(value)
-    return body
+def _one_action(actions: Any) -> Any:
+    if len(actions) != 1:
+        raise _NotHeld("this server holds exactly one action per policy")
+    return actions[0]
+
+
+_POLICY_WIRE: _WireFields = {
+    "name": ("name", _as_is),
+    "effect": ("effect", _as_is),
+    "resource_type": ("resource_type", _as_is),
+    "description": ("description", _text_or_unset),
+    "actions": ("action", _one_action),
+    "conditions": ("conditions", _conditions_to_wire),
+}
 
 
 class StudioPolicies(_StudioResource[Policy]):
@@ -1013,13 +1029,13 @@ class StudioPolicies(_StudioResource[Policy]):
         return _policy(data, response)
 
     async def create(self, fields: dict[str, Any]) -> Policy:
-        body = _policy_body(fields, "POST", self.session.full_path(self.path))
+        body = _to_wire(fields, _POLICY_WIRE, "POST", self.session.full_path(self.path))
         body.setdefault("conditions", {})
         return await self._create_once(fields.get("name"), body)
 
     async def update(self, policy_id: str, changes: dict[str, Any]) -> Policy:
         path = self._item_path(policy_id)
-        body = _policy_body(changes, "PUT", self.session.full_path(path))
+        body = _to_wire(changes, _POLICY_WIRE, "PUT", self.session.full_path(path))
         if not body:
             return await self.get(policy_id)
         response = await _request_by_id(self.session, "PUT", path, json=body)

@@ -256,8 +256,17 @@ def test_writing_the_servers_defaults_plans_the_same_as_leaving_them_out(
 
 def test_a_pipeline_status_the_manifests_do_not_know_is_never_sent() -> None:
     from kaizenctl.api.errors import ApiError
-    from kaizenctl.api.studio import _pipeline_body
+    from kaizenctl.api.studio import _PIPELINE_WIRE, _to_wire
 
-    assert _pipeline_body({"status": "active"}, "PUT", "/p") == {"status": "active"}
-    with pytest.raises(ApiError, match="bogus"):
-        _pipeline_body({"status": "bogus"}, "PUT", "/p")
+    assert _to_wire({"status": "active"}, _PIPELINE_WIRE, "PUT", "/p") == {"status": "active"}
+    with pytest.raises(ApiError, match="PUT /p: pipeline status 'bogus' is not one of"):
+        _to_wire({"status": "bogus"}, _PIPELINE_WIRE, "PUT", "/p")
+
+
+def test_a_policy_of_several_actions_is_never_sent() -> None:
+    from kaizenctl.api.errors import ApiError
+    from kaizenctl.api.studio import _POLICY_WIRE, _to_wire
+
+    assert _to_wire({"actions": ["read"]}, _POLICY_WIRE, "POST", "/p") == {"action": "read"}
+    with pytest.raises(ApiError, match="POST /p: this server holds exactly one action"):
+        _to_wire({"actions": ["read", "write"]}, _POLICY_WIRE, "POST", "/p")

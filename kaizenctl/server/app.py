@@ -17,7 +17,8 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any
 
@@ -401,6 +402,15 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
             raise not_found("Deployment")
         return row
 
+    @contextmanager
+    def callers_deployment(
+        caller: auth.Principal, deployment_id: str
+    ) -> Iterator[tuple[sqlite3.Connection, sqlite3.Row]]:
+        """In one transaction, with deployments advanced to now: the caller's deployment."""
+        with db.transaction() as conn:
+            advance(conn, state.clock())
+            yield conn, get_deployment(conn, caller, deployment_id)
+
     def gateway(conn: sqlite3.Connection, org_id: str, environment: str) -> str:
         row = conn.execute(
             "SELECT gateway_id FROM gateways WHERE organization_id = ? AND environment = ?",
@@ -473,6 +483,29 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         )
         return _deployment(get_deployment(conn, caller, deployment_id))
 
+    def redeploy(
+        conn: sqlite3.Connection,
+        caller: auth.Principal,
+        source: sqlite3.Row,
+        *,
+        running: sqlite3.Row,
+        environment: str,
+        why: str,
+    ) -> dict[str, Any]:
+        """A new deployment of ``source``'s pipeline to ``environment``, of the version and
+        config that ``running`` runs (the source itself for a promote; for a rollback, the
+        deployment it replaced)."""
+        pipeline = PIPELINES.get(conn, caller, source["pipeline_id"])
+        return start_deployment(
+            conn,
+            caller,
+            pipeline,
+            running["pipeline_version"],
+            environment,
+            json.loads(running["config"]),
+            why,
+        )
+
     @app.get(
         f"{API}/deployments",
         response_model=schemas.Page[schemas.DeploymentOut],
@@ -539,9 +572,8 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         responses=E404,
     )
     def read_deployment(caller: Caller, deployment_id: str) -> dict[str, Any]:
-        with db.transaction() as conn:
-            advance(conn, state.clock())
-            return _deployment(get_deployment(conn, caller, deployment_id))
+        with callers_deployment(caller, deployment_id) as (_, row):
+            return _deployment(row)
 
     @app.delete(
         f"{API}/deployments/{{deployment_id}}",
@@ -550,9 +582,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         responses=E404,
     )
     def undeploy(caller: Caller, deployment_id: str) -> Response:
-        with db.transaction() as conn:
-            advance(conn, state.clock())
-            row = get_deployment(conn, caller, deployment_id)
+        with callers_deployment(caller, deployment_id) as (conn, row):
             if row["status"] in LIVE_STATUSES:
                 now = state.clock()
                 conn.execute(
@@ -569,9 +599,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         responses=E404,
     )
     def deployment_logs(caller: Caller, deployment_id: str) -> list[dict[str, Any]]:
-        with db.transaction() as conn:
-            advance(conn, state.clock())
-            get_deployment(conn, caller, deployment_id)
+        with callers_deployment(caller, deployment_id) as (conn, _):
             rows = conn.execute(
                 "SELECT timestamp, level, message FROM deployment_logs WHERE deployment_id = ? "
                 "ORDER BY seq",
@@ -587,9 +615,7 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         responses=E409,
     )
     def promote(caller: Caller, deployment_id: str, body: schemas.PromoteIn) -> dict[str, Any]:
-        with db.transaction() as conn:
-            advance(conn, state.clock())
-            source = get_deployment(conn, caller, deployment_id)
+        with callers_deployment(caller, deployment_id) as (conn, source):
             if source["status"] != "active":
                 raise conflict(
                     f"only an active deployment can be promoted (it is {source['status']})"
@@ -600,15 +626,13 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
                 raise conflict(
                     f"cannot promote from {source['environment']} to {body.target_environment}"
                 )
-            pipeline = PIPELINES.get(conn, caller, source["pipeline_id"])
-            return start_deployment(
+            return redeploy(
                 conn,
                 caller,
-                pipeline,
-                source["pipeline_version"],
-                body.target_environment,
-                json.loads(source["config"]),
-                f"Promote of deployment {deployment_id}",
+                source,
+                running=source,
+                environment=body.target_environment,
+                why=f"Promote of deployment {deployment_id}",
             )
 
     @app.post(
@@ -619,21 +643,16 @@ def create_app(state: ServerState, *, admin: bool = False) -> FastAPI:
         responses=E409,
     )
     def rollback(caller: Caller, deployment_id: str) -> dict[str, Any]:
-        with db.transaction() as conn:
-            advance(conn, state.clock())
-            source = get_deployment(conn, caller, deployment_id)
+        with callers_deployment(caller, deployment_id) as (conn, source):
             if source["status"] != "active" or source["replaced_id"] is None:
                 raise conflict("rollback needs an active deployment that replaced another")
-            replaced = get_deployment(conn, caller, source["replaced_id"])
-            pipeline = PIPELINES.get(conn, caller, source["pipeline_id"])
-            return start_deployment(
+            return redeploy(
                 conn,
                 caller,
-                pipeline,
-                replaced["pipeline_version"],
-                source["environment"],
-                json.loads(replaced["config"]),
-                f"Rollback of deployment {deployment_id}",
+                source,
+                running=get_deployment(conn, caller, source["replaced_id"]),
+                environment=source["environment"],
+                why=f"Rollback of deployment {deployment_id}",
             )
 
     if admin:

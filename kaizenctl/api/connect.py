@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
-from kaizenctl.api import studio
 from kaizenctl.api.contract_v1 import API_PREFIX, ContractV1Api, base_url
 from kaizenctl.api.errors import ApiError, ResponseFormatError
 from kaizenctl.api.httplog import http_logger
@@ -26,8 +25,12 @@ from kaizenctl.api.service import KaizenApi
 from kaizenctl.api.session import ApiSession, TokenState, tls_verification
 from kaizenctl.api.settings import ConnectionSettings
 
+if TYPE_CHECKING:
+    # Imported where used: a contract run never loads the studio dialect (start-up time).
+    from kaizenctl.api import studio
+
 _log = http_logger()
-Dialect = TypeVar("Dialect", ContractV1Api, studio.StudioApi)
+Dialect = TypeVar("Dialect", ContractV1Api, "studio.StudioApi")
 
 
 async def connect_v1(
@@ -90,6 +93,7 @@ async def connect_studio(
     policy: RetryPolicy | None = None,
 ) -> studio.StudioApi:
     """Like ``connect``, for a shipped Kaizen Studio server, typed as that dialect."""
+    from kaizenctl.api import studio
 
     def open_dialect(session: ApiSession) -> studio.StudioApi:
         return studio.StudioApi(
@@ -138,6 +142,7 @@ async def detect_dialect(
     policy: RetryPolicy | None = None,
 ) -> str:
     """``contract`` or ``studio``, by one unauthenticated request."""
+    from kaizenctl.api import studio
     session = _session(settings, studio.base_url(settings.api_url), transport, policy)
     try:
         found = "studio" if await studio.looks_like_studio(session) else "contract"

@@ -253,11 +253,7 @@ def _validate_document(
         spec=spec,  # type: ignore[arg-type]  # KindInfo.spec_model is one of the Spec models
         annotations=dict(parsed_metadata.annotations),
         source=document.source,
-        locations={
-            path[len("spec.") :]: location
-            for path, location in document.locations.items()
-            if path.startswith("spec.")
-        },
+        locations=document.locations.within("spec."),
         sensitive_paths=frozenset(
             path[len("spec.") :] for path in document.sensitive_paths if path.startswith("spec.")
         ),

@@ -7,8 +7,9 @@ desired state of its resource: leaving a line out resets that field.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
@@ -173,6 +174,56 @@ class SourceLocation:
         return f"{self.file}:{self.line}:{self.column}"
 
 
+class Mark(Protocol):
+    """A parser's position: 0-based line and column (PyYAML's ``Mark``)."""
+
+    @property
+    def line(self) -> int: ...
+
+    @property
+    def column(self) -> int: ...
+
+
+class Positions(Mapping[str, SourceLocation]):
+    """Document paths -> where each value was written, in one file.
+
+    The loader records a position for every value of every manifest, and a run reads a
+    handful of them (for an error, a secret's line): each is kept as the parser's mark and
+    becomes a ``SourceLocation`` only when read. ``within("spec.")`` is the same positions
+    seen from below a path, sharing the marks rather than copying them.
+    """
+
+    __slots__ = ("_marks", "_prefix", "file")
+
+    def __init__(self, file: str, marks: dict[str, Mark] | None = None, prefix: str = "") -> None:
+        self.file = file
+        self._marks: dict[str, Mark] = {} if marks is None else marks
+        self._prefix = prefix
+
+    def record(self, path: str, mark: Mark) -> None:
+        self._marks[self._prefix + path] = mark
+
+    def within(self, prefix: str) -> Positions:
+        return Positions(self.file, self._marks, self._prefix + prefix)
+
+    def __getitem__(self, path: str) -> SourceLocation:
+        mark = self._marks[self._prefix + path]
+        return SourceLocation(self.file, mark.line + 1, mark.column + 1)
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and self._prefix + path in self._marks
+
+    def __iter__(self) -> Iterator[str]:
+        start = len(self._prefix)
+        return (path[start:] for path in self._marks if path.startswith(self._prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"Positions({dict(self)!r})"
+
+
 @dataclass(frozen=True)
 class Resource:
     """One validated manifest document."""
@@ -183,7 +234,7 @@ class Resource:
     annotations: dict[str, str]
     source: SourceLocation
     # Dotted spec paths (``system_prompt``, ``nodes[0].config.key``) -> where each was written.
-    locations: dict[str, SourceLocation] = field(default_factory=dict)
+    locations: Mapping[str, SourceLocation] = field(default_factory=dict)
     # Spec paths whose value came from ``${VAR}`` substitution: masked in every output.
     sensitive_paths: frozenset[str] = frozenset()
 

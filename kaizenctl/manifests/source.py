@@ -27,7 +27,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-from kaizenctl.manifests.models import SourceLocation
+from kaizenctl.manifests.models import Positions, SourceLocation
 from kaizenctl.redact import register_secret
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -144,9 +144,9 @@ class Document:
     value: Any
     source: SourceLocation
     # Full document paths (``spec.nodes[0].id``) -> where the value starts.
-    locations: dict[str, SourceLocation] = field(default_factory=dict)
+    locations: Positions = field(default_factory=lambda: Positions(""))
     # Full document paths of mapping entries -> where their key starts.
-    key_locations: dict[str, SourceLocation] = field(default_factory=dict)
+    key_locations: Positions = field(default_factory=lambda: Positions(""))
     # Full document paths whose value came from ${VAR} substitution.
     sensitive_paths: set[str] = field(default_factory=set)
     # Structure-only reading: full document paths still holding an unresolved ${VAR}.
@@ -212,7 +212,15 @@ class _DocumentBuilder:
         self.visited = 0
         # Collections being built right now: seeing one again means a recursive alias.
         self.active: set[int] = set()
-        self.document = Document(value=None, source=SourceLocation(file, 1, 1))
+        self.document = Document(
+            value=None,
+            source=SourceLocation(file, 1, 1),
+            locations=Positions(file),
+            key_locations=Positions(file),
+        )
+        # Bound once: these run for every value of every manifest.
+        self._record_value = self.document.locations.record
+        self._record_key = self.document.key_locations.record
 
     def build(self, node: Node) -> Document:
         self.document.source = _mark(self.file, node)
@@ -229,12 +237,9 @@ class _DocumentBuilder:
                 f"document refused: it expands to more than {MAX_NODES_PER_DOCUMENT:,} values "
                 "(are aliases (*name) multiplying it?)"
             )
-        # Inlined _mark: this runs once per value of every manifest.
-        mark = node.start_mark
-        location = SourceLocation(self.file, mark.line + 1, mark.column + 1)
+        self._record_value(path, node.start_mark)
         if isinstance(node, ScalarNode):
-            self.document.locations[path] = location
-            return self._scalar(node, path, location, substitute=substitute)
+            return self._scalar(node, path, substitute=substitute)
         if depth > MAX_DEPTH:
             raise _Refused(f"document refused: nested deeper than {MAX_DEPTH} levels")
         if id(node) in self.active:
@@ -242,15 +247,18 @@ class _DocumentBuilder:
         self.active.add(id(node))
         try:
             if isinstance(node, SequenceNode):
-                self.document.locations[path] = location
                 if node.tag != _SEQ_TAG:
-                    self._problem(location, path, f"unsupported YAML tag '{_short_tag(node.tag)}'")
+                    self._problem(
+                        _mark(self.file, node),
+                        path,
+                        f"unsupported YAML tag '{_short_tag(node.tag)}'",
+                    )
                 return [
                     self._value(child, f"{path}[{index}]", depth + 1, substitute=substitute)
                     for index, child in enumerate(node.value)
                 ]
             assert isinstance(node, MappingNode)
-            return self._mapping(node, path, location, depth, substitute=substitute)
+            return self._mapping(node, path, depth, substitute=substitute)
         finally:
             self.active.discard(id(node))
 
@@ -258,39 +266,41 @@ class _DocumentBuilder:
         self,
         node: MappingNode,
         path: str,
-        location: SourceLocation,
         depth: int,
         *,
         substitute: bool,
     ) -> dict[Any, Any]:
         if node.tag != _MAP_TAG:
-            self._problem(location, path, f"unsupported YAML tag '{_short_tag(node.tag)}'")
+            self._problem(
+                _mark(self.file, node), path, f"unsupported YAML tag '{_short_tag(node.tag)}'"
+            )
         result: dict[Any, Any] = {}
         # Merge keys (`<<: *defaults`) first, so the mapping's own keys override them.
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 self._merge(value_node, result, path, depth, substitute=substitute)
-        self.document.locations[path] = location
-        first_seen: dict[Any, SourceLocation] = {}
+        # A merge re-records the mapping's own position: it is where its keys are.
+        self._record_value(path, node.start_mark)
+        first_seen: dict[Any, Node] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 continue
-            key_mark = key_node.start_mark
-            key_location = SourceLocation(self.file, key_mark.line + 1, key_mark.column + 1)
             if not isinstance(key_node, ScalarNode):
-                self._problem(key_location, path, "a mapping key must be a plain value")
+                self._problem(
+                    _mark(self.file, key_node), path, "a mapping key must be a plain value"
+                )
                 continue
-            key = self._scalar(key_node, path, key_location, substitute=False)
+            key = self._scalar(key_node, path, substitute=False)
             child = f"{path}.{key}" if path else str(key)
             if key in first_seen:
                 # PyYAML silently keeps the last; in a reviewed manifest that hides a mistake.
                 self._problem(
-                    key_location,
+                    _mark(self.file, key_node),
                     child,
-                    f"duplicate key '{key}' (first at line {first_seen[key].line})",
+                    f"duplicate key '{key}' (first at line {first_seen[key].start_mark.line + 1})",
                 )
-            first_seen[key] = key_location
-            self.document.key_locations[child] = key_location
+            first_seen[key] = key_node
+            self._record_key(child, key_node.start_mark)
             # Substitution is for spec values (CI secrets), never for identity or kind.
             in_spec = substitute or (depth == 0 and key == "spec")
             result[key] = self._value(value_node, child, depth + 1, substitute=in_spec)
@@ -310,28 +320,32 @@ class _DocumentBuilder:
             merged = self._value(source, path, depth + 1, substitute=substitute)
             result.update(merged)
 
-    def _scalar(
-        self, node: ScalarNode, path: str, location: SourceLocation, *, substitute: bool
-    ) -> Any:
+    def _scalar(self, node: ScalarNode, path: str, *, substitute: bool) -> Any:
         if node.tag == _STR_TAG:
             if substitute and "${" in node.value:
-                return self._substitute(node, path, location)
+                return self._substitute(node, path, _mark(self.file, node))
             return node.value
         if node.tag not in _SCALAR_TAGS:
-            self._problem(location, path, f"unsupported YAML tag '{_short_tag(node.tag)}'")
+            self._problem(
+                _mark(self.file, node), path, f"unsupported YAML tag '{_short_tag(node.tag)}'"
+            )
             return node.value
         try:
             value = _construct_scalar(node.tag, node.value)
         except ConstructorError as error:
-            self._problem(location, path, f"invalid value: {error.problem}")
+            self._problem(_mark(self.file, node), path, f"invalid value: {error.problem}")
             return node.value
         except ValueError:
             # int() refuses more than sys.int_info.str_digits_check_threshold digits.
-            self._problem(location, path, f"invalid value: a number of {len(node.value):,} digits")
+            self._problem(
+                _mark(self.file, node),
+                path,
+                f"invalid value: a number of {len(node.value):,} digits",
+            )
             return node.value
         why = unsendable(value)
         if why is not None:
-            self._problem(location, path, why)
+            self._problem(_mark(self.file, node), path, why)
             return node.value
         return value
 

@@ -86,11 +86,30 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def _plainly_equal(before: Any, after: Any) -> bool:
+    """Equal as they are: the same JSON-like shape (text keys, plain scalars) and ``==``.
+
+    A shortcut for the common case; False means "look closer", not "different"."""
+    if type(before) is dict and type(after) is dict:
+        return (
+            len(before) == len(after)
+            and all(type(key) is str and key in after for key in before)
+            and all(_plainly_equal(value, after[key]) for key, value in before.items())
+        )
+    if type(before) is list and type(after) is list:
+        return len(before) == len(after) and all(map(_plainly_equal, before, after))
+    return type(before) in _PLAIN_SCALARS and type(after) in _PLAIN_SCALARS and before == after
+
+
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def values_equal(before: Any, after: Any) -> bool:
     """Equal by value: 1 == 1.0, floats within tolerance, dicts by content."""
     if type(before) is str and type(after) is str:
         return before == after  # the common case, and exact
-    if _canonical(before) == _canonical(after):
+    # Most values of a plan with few changes are equal as they are: no JSON text needed.
+    if _plainly_equal(before, after) or _canonical(before) == _canonical(after):
         return True
     # Imported here: deepdiff costs ~0.15 s of start-up, and only values whose JSON
     # differs (1 vs 1.0, float noise, real changes) ever reach it.

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kaizenctl.api.capabilities import CONTRACT_CAPABILITIES
 from kaizenctl.manifests.loader import load_manifests
@@ -50,10 +52,39 @@ from tests.paths import EXAMPLES
         ({"a": 1}, {"a": 2}, False),
         ([1, 2], [2, 1], False),  # lists keep order; sets are sorted before comparing
         ({"a": {"b": None}}, {"a": {}}, False),
+        ({"a": [{"b": 1.0}]}, {"a": [{"b": 1}]}, True),
+        ({"a": [{"b": 1.0}]}, {"a": [{"b": 1.5}]}, False),
     ],
 )
 def test_values_equal(before: Any, after: Any, equal: bool) -> None:
     assert values_equal(before, after) is equal
+
+
+# Small domains, so that the two sides are often alike: 1 / 1.0 / True, "1", None, nesting.
+_scalars = st.sampled_from([None, True, False, 0, 1, 1.0, 0.0, 2.5, "1", "a", ""])
+_json_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["a", "b"]), inner, max_size=2),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_values, _json_values)
+def test_the_quick_equality_only_answers_what_the_full_comparison_would(
+    before: Any, after: Any
+) -> None:
+    """``values_equal`` skips JSON and DeepDiff when values are plainly equal: that shortcut
+    must never call equal what the full comparison calls different."""
+    from deepdiff import DeepDiff
+
+    from kaizenctl.reconcile.diff import FLOAT_TOLERANCE, _plainly_equal
+
+    if _plainly_equal(before, after):
+        assert not DeepDiff(
+            before, after, ignore_numeric_type_changes=True, math_epsilon=FLOAT_TOLERANCE
+        )
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ used, so ``kaizenctl --help`` stays fast.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 
@@ -95,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     from kaizenctl.errors import KaizenctlError
     from kaizenctl.redact import redact
 
+    # A run allocates a plan's worth of small objects and exits: the default (a young
+    # collection every 700 allocations) spent ~13% of an apply's CPU in the collector.
+    gc.set_threshold(50_000, 10, 10)
     args = argv if argv is not None else sys.argv[1:]
     debug = "--debug" in args
     as_json = _wants_json(args)

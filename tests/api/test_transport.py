@@ -121,3 +121,54 @@ def test_aiohttp_failures_map_to_what_they_mean(
 ) -> None:
     mapped = _as_httpx(error)
     assert type(mapped) is expected
+
+
+class CookieServer:
+    """Answers every request 200 with a ``Set-Cookie``; keeps each request's head."""
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                break
+            self.heads.append(head.lower())
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Set-Cookie: lb=sticky-1; Path=/\r\nContent-Length: 2\r\n\r\n{}"
+            )
+            await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def test_a_cookie_the_server_sets_is_never_sent_back() -> None:
+    """Bearer tokens authenticate; a cookie (a load balancer's, a session's) is not kept."""
+    cookies = CookieServer()
+
+    async def scenario() -> None:
+        async with cookies as url:
+            session = ApiSession(url, policy=_policy(FakeClock()))
+            try:
+                for _ in range(2):
+                    await session.request("GET", "/things", authenticated=False)
+            finally:
+                await session.aclose()
+
+    asyncio.run(scenario())
+
+    assert len(cookies.heads) == 2
+    assert all(b"\r\ncookie:" not in head for head in cookies.heads)

@@ -23,20 +23,26 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 import httpx
 import uvicorn
 
+from kaizenctl.api.connect import connect_studio
+from kaizenctl.api.retry import RetryPolicy
+from kaizenctl.api.settings import ConnectionSettings
+from kaizenctl.api.studio import StudioApi
 from kaizenctl.server.listen import bind
+from tests.api.api_helpers import run
 
 PREFIX = "/api/v1"
 EMAIL = "ops@example.com"
 PASSWORD = "correct-horse-battery"
+T = TypeVar("T")
 ORG = "36be9f4a-dc6d-42a4-a346-3c26a1e682a1"
 OTHER_ORG = "99999999-dc6d-42a4-a346-3c26a1e682a1"
 NAME_CHARACTERS = re.compile(r"^[a-z_*]+$")
@@ -179,6 +185,25 @@ class FakeStudio:
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle_httpx)
+
+    def use_api(self, policy: RetryPolicy, use: Callable[[StudioApi], Awaitable[T]]) -> T:
+        """``use``'s result with a studio API logged in to this fake (in process), then closed."""
+        settings = ConnectionSettings(
+            api_url="http://127.0.0.1:9",
+            email=EMAIL,
+            password=PASSWORD,
+            dialect="studio",
+            workspace="w",
+        )
+
+        async def go() -> T:
+            api = await connect_studio(settings, transport=self.transport(), policy=policy)
+            try:
+                return await use(api)
+            finally:
+                await api.aclose()
+
+        return run(go())
 
     def handle_httpx(self, request: httpx.Request) -> httpx.Response:
         body: Any = None

@@ -2,41 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
 import pytest
 
-from kaizenctl.api.connect import connect_studio
 from kaizenctl.api.errors import DuplicateNameError
 from kaizenctl.api.retry import RetryPolicy
-from kaizenctl.api.settings import ConnectionSettings
 from kaizenctl.api.studio import StudioApi
-from tests.api.api_helpers import run
-from tests.studio.studio_fake import EMAIL, ORG, PASSWORD, FakeStudio
-
-T = TypeVar("T")
-
-
-def _with_api(
-    studio: FakeStudio, policy: RetryPolicy, use: Callable[[StudioApi], Awaitable[T]]
-) -> T:
-    settings = ConnectionSettings(
-        api_url="http://127.0.0.1:9",
-        email=EMAIL,
-        password=PASSWORD,
-        dialect="studio",
-        workspace="w",
-    )
-
-    async def go() -> T:
-        api = await connect_studio(settings, transport=studio.transport(), policy=policy)
-        try:
-            return await use(api)
-        finally:
-            await api.aclose()
-
-    return run(go())
+from tests.studio.studio_fake import ORG, FakeStudio
 
 
 def test_an_agent_found_by_name_is_read_by_id_for_its_tools(
@@ -48,7 +19,7 @@ def test_an_agent_found_by_name_is_read_by_id_for_its_tools(
         found = await api.agents.find_by_name("helper")
         return found.tools if found else None
 
-    assert _with_api(studio, policy, go) == ["search"]
+    assert studio.use_api(policy, go) == ["search"]
 
 
 def test_a_policy_found_by_name_is_taken_from_the_list_without_a_second_read(
@@ -68,7 +39,7 @@ def test_a_policy_found_by_name_is_taken_from_the_list_without_a_second_read(
         found = await api.policies.find_by_name("no-deletes")
         return found.effect if found else None
 
-    assert _with_api(studio, policy, go) == "deny"
+    assert studio.use_api(policy, go) == "deny"
     assert studio.count("GET", "/policies") == 1  # the list; no GET /policies/{id}
 
 
@@ -82,7 +53,7 @@ def test_a_look_up_by_name_that_finds_two_refuses_to_guess(
         await api.agents.find_by_name("helper")
 
     with pytest.raises(DuplicateNameError, match="2 Agent resources are named 'helper'"):
-        _with_api(studio, policy, go)
+        studio.use_api(policy, go)
 
 
 def test_two_workspaces_of_the_managed_name_are_refused(
@@ -93,4 +64,4 @@ def test_two_workspaces_of_the_managed_name_are_refused(
         studio.workspaces[workspace_id] = {"id": workspace_id, "name": "w", "organizationId": ORG}
 
     with pytest.raises(DuplicateNameError, match="2 workspace resources are named 'w'"):
-        _with_api(studio, policy, lambda api: api.scope.workspace_id())
+        studio.use_api(policy, lambda api: api.scope.workspace_id())

@@ -15,7 +15,6 @@ from kaizenctl.api.settings import ConnectionSettings
 from kaizenctl.api.studio import StudioApi, float32
 from tests.api.api_helpers import FakeClock, run
 from tests.studio.replay import Replay, fixture
-from tests.studio.studio_fake import EMAIL, PASSWORD
 
 T = TypeVar("T")
 ORG = "36be9f4a-dc6d-42a4-a346-3c26a1e682a1"
@@ -360,20 +359,9 @@ def test_lists_page_until_a_short_page_since_total_is_the_page_length(
             "effect": "deny",
             "conditions": {},
         }
-    settings = ConnectionSettings(
-        api_url="http://127.0.0.1:9",
-        email=EMAIL,
-        password=PASSWORD,
-        dialect="studio",
-        workspace="w",
-    )
 
-    async def go() -> int:
-        api = await connect_studio(settings, transport=studio.transport(), policy=policy)
-        try:
-            return len(await api.policies.list_all())
-        finally:
-            await api.aclose()
+    async def count(api: StudioApi) -> int:
+        return len(await api.policies.list_all())
 
-    assert run(go()) == 150
+    assert studio.use_api(policy, count) == 150
     assert studio.count("GET", "/policies") == 2

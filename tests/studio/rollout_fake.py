@@ -22,22 +22,50 @@ tests): ``agent_source`` returns an agent's config by id.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
+from kaizenctl.api.gateways import StudioRollout
+from kaizenctl.api.retry import RetryPolicy
+from kaizenctl.api.session import ApiSession, TokenState
+
 FIXTURES = Path(__file__).parent / "fixtures"
 PREFIX = "/api/v1"
+T = TypeVar("T")
+
+
+def use_rollout(
+    transport: httpx.AsyncBaseTransport,
+    use: Callable[[StudioRollout], Awaitable[T]],
+    policy: RetryPolicy | None = None,
+) -> T:
+    """``use``'s result with the gateway services over ``transport`` (a token session), closed."""
+
+    async def go() -> T:
+        session = ApiSession(
+            "http://studio.test/api/v1",
+            transport=transport,
+            tokens=TokenState("token"),
+            policy=policy,
+        )
+        try:
+            return await use(StudioRollout(session))
+        finally:
+            await session.aclose()
+
+    return asyncio.run(go())
 
 
 def recorded(name: str) -> dict[str, Any]:

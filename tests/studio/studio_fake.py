@@ -104,6 +104,24 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def use_studio_api(
+    transport: httpx.AsyncBaseTransport,
+    policy: RetryPolicy,
+    use: Callable[[StudioApi], Awaitable[T]],
+    settings: ConnectionSettings,
+) -> T:
+    """``use``'s result with a studio API connected over ``transport``, then closed (bounded)."""
+
+    async def go() -> T:
+        api = await connect_studio(settings, transport=transport, policy=policy)
+        try:
+            return await use(api)
+        finally:
+            await api.aclose()
+
+    return run(go())
+
+
 class FakeStudio:
     def __init__(self) -> None:
         self.ids = itertools.count(1)
@@ -195,15 +213,7 @@ class FakeStudio:
             dialect="studio",
             workspace="w",
         )
-
-        async def go() -> T:
-            api = await connect_studio(settings, transport=self.transport(), policy=policy)
-            try:
-                return await use(api)
-            finally:
-                await api.aclose()
-
-        return run(go())
+        return use_studio_api(self.transport(), policy, use, settings)
 
     def handle_httpx(self, request: httpx.Request) -> httpx.Response:
         body: Any = None

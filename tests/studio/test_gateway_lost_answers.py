@@ -7,7 +7,6 @@ client's new item beside it, or an older one that matches, is not taken.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -15,12 +14,10 @@ import httpx
 
 from kaizenctl.api.gateways import StudioRollout
 from kaizenctl.api.retry import RetryPolicy
-from kaizenctl.api.session import ApiSession, TokenState
 from tests.api.api_helpers import FakeClock
-from tests.studio.rollout_fake import recorded
+from tests.studio.rollout_fake import recorded, use_rollout
 
 T = TypeVar("T")
-BASE = "http://studio.test/api/v1"
 # Where each list is, and the key its answer holds it under (promotions: a bare list).
 LISTS = {"/gateways": "gateways", "/deployments": "deployments", "/promotions": None}
 
@@ -53,20 +50,7 @@ class _LosingServer:
 def _run(server: _LosingServer, use: Callable[[StudioRollout], Awaitable[T]]) -> T:
     clock = FakeClock()
     policy = RetryPolicy(sleep=clock.sleep, clock=clock, random=lambda: 0.5)
-
-    async def run() -> T:
-        session = ApiSession(
-            BASE,
-            transport=httpx.MockTransport(server.handle),
-            tokens=TokenState("token"),
-            policy=policy,
-        )
-        try:
-            return await use(StudioRollout(session))
-        finally:
-            await session.aclose()
-
-    return asyncio.run(run())
+    return use_rollout(httpx.MockTransport(server.handle), use, policy)
 
 
 def test_a_lost_gateway_create_is_the_new_gateway_of_that_name() -> None:

@@ -3,19 +3,13 @@ live server wrote them (respx-style replay with httpx.MockTransport)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from kaizenctl.api.gateways import ApprovalRequiredError, StudioRollout, parse_promotion
-from kaizenctl.api.session import ApiSession, TokenState
-from tests.studio.rollout_fake import recorded
-
-T = TypeVar("T")
-BASE = "http://studio.test/api/v1"
+from tests.studio.rollout_fake import recorded, use_rollout
 
 
 def _replay(*names: str) -> tuple[httpx.MockTransport, list[str]]:
@@ -33,17 +27,6 @@ def _replay(*names: str) -> tuple[httpx.MockTransport, list[str]]:
     return httpx.MockTransport(handle), seen
 
 
-def _run(transport: httpx.MockTransport, use: Callable[[StudioRollout], Awaitable[T]]) -> T:
-    async def run() -> T:
-        session = ApiSession(BASE, transport=transport, tokens=TokenState("token"))
-        try:
-            return await use(StudioRollout(session))
-        finally:
-            await session.aclose()
-
-    return asyncio.run(run())
-
-
 def test_lists_read_the_recorded_shapes() -> None:
     transport, _ = _replay("gateways-list", "deployments-list", "promotions-list")
 
@@ -54,7 +37,7 @@ def test_lists_read_the_recorded_shapes() -> None:
             await rollout.promotions.list_all(),
         )
 
-    gateways, deployments, promotions = _run(transport, read)
+    gateways, deployments, promotions = use_rollout(transport, read)
     assert gateways[0].name == "dev-gw"
     # "" means unset on this server.
     assert gateways[0].description is None
@@ -67,14 +50,14 @@ def test_lists_read_the_recorded_shapes() -> None:
 def test_logs_are_sorted_by_time() -> None:
     transport, _ = _replay("deployments-logs")
     deployment_id = recorded("deployments-logs")["path"].split("/")[-2]
-    logs = _run(transport, lambda r: r.agent_deployments.logs(deployment_id))
+    logs = use_rollout(transport, lambda r: r.agent_deployments.logs(deployment_id))
     assert [entry.event_type for entry in logs] == ["started", "building", "registered"]
 
 
 def test_a_failed_deploy_is_an_answer_not_an_error() -> None:
     transport, _ = _replay("deployments-list-empty", "deployments-create-gateway-unreachable")
     body = recorded("deployments-create-gateway-unreachable")["request_body"]
-    deployment = _run(
+    deployment = use_rollout(
         transport, lambda r: r.agent_deployments.deploy(body["agent_id"], body["gateway_id"], None)
     )
     assert deployment.status == "failed"
@@ -91,7 +74,9 @@ def test_stopping_a_stopped_deployment_reads_it_back() -> None:
         stopped = recorded("deployments-stop")["response_body"]
         return httpx.Response(200, json={**stopped, "id": deployment_id})
 
-    stopped = _run(httpx.MockTransport(handle), lambda r: r.agent_deployments.stop(deployment_id))
+    stopped = use_rollout(
+        httpx.MockTransport(handle), lambda r: r.agent_deployments.stop(deployment_id)
+    )
     assert stopped.status == "stopped"
 
 
@@ -109,7 +94,7 @@ def test_a_promotion_waiting_for_approval_is_never_sent_to_execute() -> None:
         recorded("promotions-create-production-needs-approval")["response_body"]
     )
     with pytest.raises(ApprovalRequiredError, match="never executes it"):
-        _run(transport, lambda r: r.promotions.execute(pending))
+        use_rollout(transport, lambda r: r.promotions.execute(pending))
     assert seen == []
 
 

@@ -8,13 +8,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from kaizenctl.api.connect import connect_studio
 from kaizenctl.api.errors import NotFoundError, RateLimitedError, ValidationFailedError
 from kaizenctl.api.retry import RetryPolicy
 from kaizenctl.api.settings import ConnectionSettings
 from kaizenctl.api.studio import StudioApi, float32
 from tests.api.api_helpers import FakeClock, run
 from tests.studio.replay import Replay, fixture
+from tests.studio.studio_fake import use_studio_api
 
 T = TypeVar("T")
 ORG = "36be9f4a-dc6d-42a4-a346-3c26a1e682a1"
@@ -33,14 +33,7 @@ def with_api(
     use: Callable[[StudioApi], Awaitable[T]],
     settings: ConnectionSettings = SETTINGS,
 ) -> T:
-    async def go() -> T:
-        api = await connect_studio(settings, transport=replay.transport(), policy=policy)
-        try:
-            return await use(api)
-        finally:
-            await api.aclose()
-
-    return run(go())
+    return use_studio_api(replay.transport(), policy, use, settings)
 
 
 def test_login_is_json_and_its_answer_gives_tokens_and_organization(policy: RetryPolicy) -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
 import platform
@@ -58,8 +59,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_validate import write_manifests
+from benchmarks.clientenv import client_install
 from benchmarks.generate import SetShape, write_set
-from benchmarks.serverproc import KAIZENCTL, ServerProcess, cpu_split, pinned_to, server_process
+from benchmarks.serverproc import ServerProcess, cpu_split, pinned_to, server_process
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 100
@@ -76,7 +78,20 @@ TARGET_10K_CPU_S = 3.0
 TARGET_10K_MEMORY_MB = 300.0
 PLAN_REQUEST_SLACK = 10
 ADAPTIVE_LATENCY_MS = 50.0
+PHASES = ("startup", "libraries", "kaizenctl", "load", "fetch_and_diff", "render")
+PHASE_NAMES = {
+    "startup": "interpreter start-up (`python -c pass`)",
+    "libraries": "importing aiohttp, httpx, pydantic, click, PyYAML",
+    "kaizenctl": "importing kaizenctl's plan path",
+    "load": "loading the manifests",
+    "fetch_and_diff": "log in, read live state, diff",
+    "render": "rendering the plan",
+}
+DIALECT_PROBE = "/pipelines/patterns"
 SPLIT = cpu_split()
+# The client processes run from a virtualenv installed as users install it
+# (benchmarks/clientenv.py); set by main() before anything is measured.
+CLIENT_BIN = Path(sys.executable).parent
 CLIENT_CPUS = SPLIT[0] if SPLIT else None
 
 
@@ -145,6 +160,7 @@ class Measurement:
     server_cpu_s: float | None = None
     by_endpoint: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
+    failed: int = 0
 
 
 @dataclass
@@ -241,6 +257,15 @@ def _observed(server: ServerProcess, server_cpu: float | None) -> dict[str, Any]
         "server_cpu_s": _since(server.pid, server_cpu),
         "by_endpoint": Counter(endpoint(entry) for entry in log),
         "statuses": Counter(int(entry["status"]) for entry in log),
+        # Answers >= 400 but 429 (retried) and the dialect probe's 401 (`--dialect auto`
+        # asks GET /pipelines/patterns without a token; a contract server refuses it).
+        "failed": sum(
+            1
+            for entry in log
+            if int(entry["status"]) >= 400
+            and int(entry["status"]) != 429
+            and not (entry["path"].endswith(DIALECT_PROBE) and int(entry["status"]) == 401)
+        ),
     }
 
 
@@ -249,11 +274,31 @@ def measure_cli(
 ) -> Measurement:
     server.clear_request_log()
     server_cpu = process_cpu_s(server.pid)
-    code, wall, cpu, rss, stderr = run_process([str(KAIZENCTL), *args], server.client_env())
+    code, wall, cpu, rss, stderr = run_process(
+        [str(CLIENT_BIN / "kaizenctl"), *args], server.client_env()
+    )
     observed = _observed(server, server_cpu)
     if code not in ok_codes:
         raise SystemExit(f"{name}: kaizenctl exited {code}:\n{stderr}")
     return Measurement(wall, cpu_s=cpu, peak_rss_mb=rss, **observed)
+
+
+def measure_phases(server: ServerProcess, manifests: Path) -> dict[str, float]:
+    """Client CPU of one cold plan by phase (benchmarks/phases.py) and of interpreter start-up."""
+    python = str(CLIENT_BIN / "python")
+    env = server.client_env()
+    _code, _wall, startup, _rss, _stderr = run_process([python, "-c", "pass"], env)
+    # Run as a script, so that kaizenctl is imported from the client install, not the checkout.
+    done = subprocess.run(
+        [python, str(HERE / "phases.py"), str(manifests)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=pinned_to(CLIENT_CPUS),
+    )
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"startup": startup, **figures}
 
 
 @contextmanager
@@ -310,7 +355,7 @@ def measure_help(runs: int) -> list[float]:
     for _ in range(runs):
         started = time.perf_counter()
         subprocess.run(
-            [str(KAIZENCTL), "--help"],
+            [str(CLIENT_BIN / "kaizenctl"), "--help"],
             env=env,
             check=True,
             capture_output=True,
@@ -344,7 +389,9 @@ def measure_validate(runs: int, count: int) -> ValidateFigures:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
         cli: list[tuple[float, float, float]] = []
         for _ in range(runs):
-            code, wall, cpu, rss, stderr = run_process([str(KAIZENCTL), "validate", folder], env)
+            code, wall, cpu, rss, stderr = run_process(
+                [str(CLIENT_BIN / "kaizenctl"), "validate", folder], env
+            )
             if code != 0:
                 raise SystemExit(f"validate failed: {stderr}")
             cli.append((wall, cpu, rss))
@@ -387,6 +434,8 @@ class Report:
     validate: ValidateFigures | None = None
     validate_count: int = 1000
     help_timings: list[float] = field(default_factory=list)
+    # Client CPU of a cold plan at 0 ms, by phase (benchmarks/phases.py), one dict a run.
+    phases: list[dict[str, float]] = field(default_factory=list)
 
     def find(self, name: str) -> Row | None:
         return next((row for row in self.rows if row.name == name), None)
@@ -452,15 +501,26 @@ class Report:
             ]
             baseline = self.adaptive[0].wall_s
             for row in self.adaptive:
-                failed = (
-                    sum(n for status, n in row.last.statuses.items() if status >= 400)
-                    - (row.last.statuses[429])
-                )
+                failed = row.last.failed
                 lines.append(
                     f"| {row.name} | {row.last.requests:,} | {row.last.statuses[429]:,} | "
                     f"{failed} | {row.wall_s:.2f} s | {baseline / row.wall_s:.2f}x faster | "
                     f"{_fmt(row.median(lambda m: m.cpu_s), 's')} |"
                 )
+        if self.phases:
+            total = sum(statistics.median(run[p] for run in self.phases) for p in PHASES)
+            lines += [
+                "",
+                "Where a cold plan's client CPU goes (no changes, 0 ms latency; "
+                "`benchmarks/phases.py`, median of each phase):",
+                "",
+                "| Phase | Client CPU | Share |",
+                "|---|---:|---:|",
+            ]
+            for phase in PHASES:
+                spent = statistics.median(run[phase] for run in self.phases)
+                lines.append(f"| {PHASE_NAMES[phase]} | {spent:.3f} s | {spent / total:.0%} |")
+            lines.append(f"| all | {total:.3f} s | 100% |")
         if self.scaling:
             lines += [
                 "",
@@ -526,9 +586,7 @@ class Report:
             )
         if len(self.adaptive) >= 2:
             fixed, adaptive = self.adaptive[0], self.adaptive[1]
-            failed = sum(
-                n for row in self.adaptive for s, n in row.last.statuses.items() if s >= 400
-            ) - sum(row.last.statuses[429] for row in self.adaptive)
+            failed = sum(row.last.failed for row in self.adaptive)
             out.append(
                 f"- adaptive faster than --parallelism 10 with zero failed requests: "
                 f"{fixed.wall_s / adaptive.wall_s:.2f}x, {failed} failed "
@@ -569,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=HERE / "RESULTS.md", help="where to write the table"
     )
     options = parser.parse_args(argv)
+    global CLIENT_BIN
+    CLIENT_BIN = client_install()
     shape = QUICK if options.quick else FULL
     runs: int = options.runs or (1 if options.quick else 3)
     latency_ms: float = options.latency_ms
@@ -595,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
                     plans.append(measure_cli("plan (CLI)", server, plan_args))
                     server.set_faults(latency_ms=0)
                     plans_0.append(measure_cli("plan at 0 ms (CLI)", server, plan_args))
+                    report.phases.append(measure_phases(server, manifests))
             row("apply from empty (CLI)", applies, apply_bounds(shape), latency_ms)
             row("plan, no changes (CLI)", plans, plan_bounds(shape), latency_ms)
             row("plan, no changes, 0 ms latency (CLI)", plans_0, None, 0.0)

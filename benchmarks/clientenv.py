@@ -1,10 +1,10 @@
 """The client as users install it, for timing cold starts: ``pip install .`` into its own
 virtualenv, without the server or dev extras.
 
-The dev virtualenv is the wrong place to time a cold start. Its editable install adds an
-import hook, and the test tools it holds (pytest's pygments, schemathesis's rich) make
-``import httpx`` also import httpx's own command line (~55 ms), which a user's install,
-holding neither, never does. The server still runs from the dev virtualenv.
+The dev virtualenv is the wrong place to time a cold start: its editable install adds an
+import hook to every start-up, and it holds the server and test packages (pytest's pygments,
+schemathesis's rich, ...) that a user's install does not. The server still runs from the dev
+virtualenv.
 """
 
 from __future__ import annotations

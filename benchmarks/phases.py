@@ -1,6 +1,6 @@
 """Where a cold ``kaizenctl plan`` spends its CPU, phase by phase, in one fresh process.
 
-    python -m benchmarks.phases MANIFESTS    # KAIZEN_API_URL, _EMAIL, _PASSWORD set
+    python benchmarks/phases.py MANIFESTS [--stop-after PHASE]   # KAIZEN_API_URL etc. set
 
 It does what ``kaizenctl plan`` does, in the same order, and prints one JSON
 object of client CPU seconds (``time.process_time``) per phase:
@@ -13,7 +13,12 @@ object of client CPU seconds (``time.process_time``) per phase:
 * ``render``: the text plan.
 
 Interpreter start-up is measured by the caller (``benchmarks.run``), from a
-process that does nothing. The GC setting is the CLI's own (``kaizenctl.cli``).
+process that does nothing. ``--stop-after PHASE`` ends the run after that phase,
+so that a counter that sees only whole processes can be read by difference:
+``valgrind --tool=callgrind python benchmarks/phases.py SET --stop-after load``
+less the same with ``--stop-after kaizenctl`` is the loading's instructions (a
+count that, unlike CPU time, does not move with the machine's load). The GC
+setting is the CLI's own (``kaizenctl.cli``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 
 
 def main(argv: list[str]) -> int:
+    stop_after = argv[argv.index("--stop-after") + 1] if "--stop-after" in argv else None
     gc.set_threshold(50_000, 10, 10)  # as kaizenctl.cli.main sets it
     figures: dict[str, float] = {}
     mark = time.process_time()
@@ -35,6 +41,9 @@ def main(argv: list[str]) -> int:
         now = time.process_time()
         figures[name] = round(now - mark, 4)
         mark = now
+        if name == stop_after:
+            print(json.dumps(figures))
+            raise SystemExit(0)
 
     import asyncio
 

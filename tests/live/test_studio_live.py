@@ -28,6 +28,7 @@ import pytest
 
 from kaizenctl.api.connect import connect_studio
 from kaizenctl.api.errors import NotFoundError
+from kaizenctl.api.records import RECORD_PREFIX
 from kaizenctl.api.settings import ConnectionSettings
 from kaizenctl.cli import main
 from tests.paths import ROOT
@@ -170,11 +171,18 @@ class Workspace:
         )["data"]
         return [p for p in records if p["status"] != "archived"]
 
-    def policies(self) -> list[dict[str, Any]]:
+    def all_policies(self) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = self.account.call(
             "GET", "/policies", params={"limit": 1000}
         )["records"]
         return records
+
+    def policies(self) -> list[dict[str, Any]]:
+        """The organization's policies, without kaizenctl's own records (sets and locks)."""
+        return [p for p in self.all_policies() if not p["name"].startswith(RECORD_PREFIX)]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [p for p in self.all_policies() if p["name"].startswith(RECORD_PREFIX)]
 
     def clean_up(self) -> None:
         for agent in self.agents():
@@ -210,11 +218,16 @@ def test_done_when_from_an_empty_organization(
 ) -> None:
     ws = workspace_a
     assert ws.workspace_id() is None
-    assert ws.policies() == [], "the organization must start empty"
+    assert ws.all_policies() == [], "the organization must start empty"
 
     # apply exits 0; plan --detailed-exitcode exits 0, twice
     assert ws.run("apply", "--auto-approve", str(manifests)) == 0
     assert ws.workspace_id() is not None
+    # The set's ownership record is an inactive policy (policies are organization-wide, so
+    # its name carries the workspace); the lock was released.
+    assert [(r["name"], r["status"]) for r in ws.records()] == [
+        (f"{RECORD_PREFIX}set.default@{ws.workspace_id()}", "inactive")
+    ]
     assert _names(ws.agents()) == ["billing-expert", "summarizer", "support-lead", "tech-support"]
     assert _names(ws.pipelines()) == ["escalations", "support"]
     assert ws.run("plan", "--detailed-exitcode", str(manifests)) == 0

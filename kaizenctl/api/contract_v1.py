@@ -116,19 +116,43 @@ class PipelinesV1(NamedResourceService[Pipeline]):
 
     async def get_nodes(self, pipeline_id: str) -> list[PipelineNode]:
         response = await self.session.request("GET", f"{self.item_path(pipeline_id)}/nodes")
-        return parse_list(PipelineNode, self.session.decode(response), response)
+        data = _renamed(self.session.decode(response), _NODE_FIELDS)
+        return parse_list(PipelineNode, data, response)
 
     async def get_connections(self, pipeline_id: str) -> list[PipelineConnection]:
         response = await self.session.request("GET", f"{self.item_path(pipeline_id)}/connections")
-        return parse_list(PipelineConnection, self.session.decode(response), response)
+        data = _renamed(self.session.decode(response), _EDGE_FIELDS)
+        return parse_list(PipelineConnection, data, response)
 
     async def put_graph(self, pipeline_id: str, graph: Graph) -> None:
         # The whole graph at once; PUT is idempotent, so a lost answer is simply re-sent.
         body = {
-            "nodes": [node.model_dump(mode="json") for node in graph.nodes],
-            "edges": [edge.model_dump(mode="json") for edge in graph.edges],
+            "nodes": [_wire(node.model_dump(mode="json"), _NODE_FIELDS) for node in graph.nodes],
+            "edges": [_wire(edge.model_dump(mode="json"), _EDGE_FIELDS) for edge in graph.edges],
         }
         await self.session.request("PUT", f"{self.item_path(pipeline_id)}/nodes", json=body)
+
+
+# The contract's wire names -> the service layer's (api/models.py), for graph nodes and edges.
+_NODE_FIELDS = {"position_x": "x", "position_y": "y"}
+_EDGE_FIELDS = {"source_node_id": "source", "target_node_id": "target"}
+
+
+def _renamed(data: Any, names: dict[str, str]) -> Any:
+    """A list answer with wire field names replaced (anything else is left to the parser)."""
+    if not isinstance(data, list):
+        return data
+    return [
+        {names.get(key, key): value for key, value in item.items()}
+        if isinstance(item, dict)
+        else item
+        for item in data
+    ]
+
+
+def _wire(fields: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    wire_names = {ours: theirs for theirs, ours in names.items()}
+    return {wire_names.get(key, key): value for key, value in fields.items()}
 
 
 class PoliciesV1(NamedResourceService[Policy]):

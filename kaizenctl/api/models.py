@@ -92,20 +92,24 @@ class Pipeline(ApiObject):
 
 
 class PipelineNode(ApiObject):
+    """A stored node, in the service layer's words (each dialect maps its wire to these)."""
+
     id: str
     pipeline_id: str = ""
     node_type: str
     agent_id: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
-    position_x: float = 0
-    position_y: float = 0
+    x: float = 0
+    y: float = 0
 
 
 class PipelineConnection(ApiObject):
+    """A stored edge between two nodes, by node id."""
+
     id: str = ""
     pipeline_id: str = ""
-    source_node_id: str
-    target_node_id: str
+    source: str
+    target: str
     source_handle: str | None = None
     target_handle: str | None = None
 
@@ -157,13 +161,13 @@ class GraphNode(ApiObject):
     node_type: str
     agent_id: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
-    position_x: float = 0
-    position_y: float = 0
+    x: float = 0
+    y: float = 0
 
 
 class GraphEdge(ApiObject):
-    source_node_id: str
-    target_node_id: str
+    source: str
+    target: str
     source_handle: str | None = None
     target_handle: str | None = None
 

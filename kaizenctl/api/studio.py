@@ -721,8 +721,8 @@ class _StoredGraph:
                 node_type=str(n.get("node_type") or ""),
                 agent_id=_text_or_none(n.get("agent_id")),
                 config=_as_dict(json_text(n.get("config"), method=method, path=path)),
-                position_x=float(n.get("position_x") or 0),
-                position_y=float(n.get("position_y") or 0),
+                x=float(n.get("position_x") or 0),
+                y=float(n.get("position_y") or 0),
             )
             for n in raw_nodes
         ]
@@ -730,12 +730,8 @@ class _StoredGraph:
             PipelineConnection(
                 id=str(c.get("id") or ""),
                 pipeline_id=pipeline_id,
-                source_node_id=self.shown.get(
-                    str(c.get("source_node_id")), str(c.get("source_node_id"))
-                ),
-                target_node_id=self.shown.get(
-                    str(c.get("target_node_id")), str(c.get("target_node_id"))
-                ),
+                source=self.shown.get(str(c.get("source_node_id")), str(c.get("source_node_id"))),
+                target=self.shown.get(str(c.get("target_node_id")), str(c.get("target_node_id"))),
                 source_handle=_handle(c.get("source_handle"), DEFAULT_SOURCE_HANDLE),
                 target_handle=_handle(c.get("target_handle"), DEFAULT_TARGET_HANDLE),
             )
@@ -861,15 +857,15 @@ class StudioPipelines(_StudioResource[Pipeline]):
                 "node_type": node.node_type,
                 **({"agent_id": node.agent_id} if node.agent_id else {}),
                 "config": node.config,
-                "position_x": node.position_x,
-                "position_y": node.position_y,
+                "position_x": node.x,
+                "position_y": node.y,
             }
             for node in graph.nodes
         ]
         connections = [
             {
-                "source_node_id": wire_ids.get(edge.source_node_id, edge.source_node_id),
-                "target_node_id": wire_ids.get(edge.target_node_id, edge.target_node_id),
+                "source_node_id": wire_ids.get(edge.source, edge.source),
+                "target_node_id": wire_ids.get(edge.target, edge.target),
                 "source_handle": edge.source_handle or DEFAULT_SOURCE_HANDLE,
                 "target_handle": edge.target_handle or DEFAULT_TARGET_HANDLE,
             }
@@ -895,12 +891,9 @@ class StudioPipelines(_StudioResource[Pipeline]):
 
 def _graph_differences(sent: Graph, stored: _StoredGraph) -> list[str]:
     want_nodes = {
-        n.id: (n.node_type, n.agent_id, n.config, float(n.position_x), float(n.position_y))
-        for n in sent.nodes
+        n.id: (n.node_type, n.agent_id, n.config, float(n.x), float(n.y)) for n in sent.nodes
     }
-    have_nodes = {
-        n.id: (n.node_type, n.agent_id, n.config, n.position_x, n.position_y) for n in stored.nodes
-    }
+    have_nodes = {n.id: (n.node_type, n.agent_id, n.config, n.x, n.y) for n in stored.nodes}
     problems = []
     for node_id, want in want_nodes.items():
         have = have_nodes.get(node_id)
@@ -910,12 +903,9 @@ def _graph_differences(sent: Graph, stored: _StoredGraph) -> list[str]:
             problems.append(f"node {node_id} was stored differently")
     for node_id in sorted(set(have_nodes) - set(want_nodes)):
         problems.append(f"node {node_id} is there but was not sent")
-    want_edges = {
-        (e.source_node_id, e.target_node_id, e.source_handle, e.target_handle) for e in sent.edges
-    }
+    want_edges = {(e.source, e.target, e.source_handle, e.target_handle) for e in sent.edges}
     have_edges = {
-        (c.source_node_id, c.target_node_id, c.source_handle, c.target_handle)
-        for c in stored.connections
+        (c.source, c.target, c.source_handle, c.target_handle) for c in stored.connections
     }
     for edge in sorted(want_edges - have_edges, key=str):
         problems.append(f"edge {edge[0]} → {edge[1]} was not stored")

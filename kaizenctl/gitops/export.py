@@ -197,8 +197,8 @@ class _Exporter:
             written["nodes"] = [_node(node, node_names) for node in nodes]
         edges = [
             {
-                "from": c.source_node_id,
-                "to": c.target_node_id,
+                "from": c.source,
+                "to": c.target,
                 **({"source_handle": c.source_handle} if c.source_handle else {}),
                 **({"target_handle": c.target_handle} if c.target_handle else {}),
             }
@@ -263,7 +263,7 @@ def _node(node: PipelineNode, agent_names: dict[str, str]) -> dict[str, Any]:
         written["agent"] = agent_names[node.agent_id]
     if node.config:
         written["config"] = node.config
-    written["position"] = {"x": _number(node.position_x), "y": _number(node.position_y)}
+    written["position"] = {"x": _number(node.x), "y": _number(node.y)}
     return written
 
 

@@ -313,14 +313,14 @@ def _resolve_graph(context: _Context, info: KindInfo, payload: GraphPayload) -> 
                 node_type=node.node_type,
                 agent_id=agent_id,
                 config=node.config,
-                position_x=node.x,
-                position_y=node.y,
+                x=node.x,
+                y=node.y,
             )
         )
     edges = [
         GraphEdge(
-            source_node_id=edge.source,
-            target_node_id=edge.target,
+            source=edge.source,
+            target=edge.target,
             source_handle=edge.source_handle,
             target_handle=edge.target_handle,
         )

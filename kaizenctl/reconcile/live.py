@@ -95,13 +95,12 @@ def live_graph(
                     else None
                 ),
                 config=node.config,
-                position=(node.position_x, node.position_y),
+                position=(node.x, node.y),
             )
             for node in nodes
         },
         edges=frozenset(
-            EdgeKey(c.source_node_id, c.target_node_id, c.source_handle, c.target_handle)
-            for c in connections
+            EdgeKey(c.source, c.target, c.source_handle, c.target_handle) for c in connections
         ),
     )
 

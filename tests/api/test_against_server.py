@@ -69,13 +69,13 @@ def test_the_whole_surface_works_without_faults(server: RunningServer) -> None:
                     GraphNode(id="lead", node_type="supervisor", agent_id=triage.id),
                     GraphNode(id="work", node_type="agent", agent_id=worker.id),
                 ],
-                edges=[GraphEdge(source_node_id="lead", target_node_id="work")],
+                edges=[GraphEdge(source="lead", target="work")],
             )
             await api.pipelines.put_graph(pipeline.id, graph)
             nodes = await api.pipelines.get_nodes(pipeline.id)
             assert sorted(n.id for n in nodes) == ["lead", "work"]
             edges = await api.pipelines.get_connections(pipeline.id)
-            assert [(e.source_node_id, e.target_node_id) for e in edges] == [("lead", "work")]
+            assert [(e.source, e.target) for e in edges] == [("lead", "work")]
             assert (await api.pipelines.get(pipeline.id)).version == 2
 
             first = await api.deployments.deploy(pipeline.id, "development")

@@ -229,7 +229,7 @@ def test_put_graph_sends_the_whole_graph(fake: FakeKaizen, policy: RetryPolicy) 
 
     graph = Graph(
         nodes=[GraphNode(id="lead", node_type="supervisor", agent_id="a-1")],
-        edges=[GraphEdge(source_node_id="lead", target_node_id="lead")],
+        edges=[GraphEdge(source="lead", target="lead")],
     )
 
     async def main() -> None:

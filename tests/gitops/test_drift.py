@@ -24,15 +24,15 @@ async def _drift_by_hand(api: KaizenApi) -> None:
                 node_type=n.node_type,
                 agent_id=n.agent_id,
                 config={**n.config, "hand_tuned": True} if i == 0 else n.config,
-                position_x=n.position_x,
-                position_y=n.position_y,
+                x=n.x,
+                y=n.y,
             )
             for i, n in enumerate(nodes)
         ],
         edges=[
             GraphEdge(
-                source_node_id=e.source_node_id,
-                target_node_id=e.target_node_id,
+                source=e.source,
+                target=e.target,
                 source_handle=e.source_handle,
                 target_handle=e.target_handle,
             )

@@ -121,22 +121,22 @@ async def _generate(api: KaizenApi) -> None:
             return  # an empty pipeline
         lead, worker = agents[(2 * i) % len(agents)], agents[(2 * i + 1) % len(agents)]
         nodes = [
-            GraphNode(id="lead", node_type="supervisor", agent_id=lead.id, position_x=0),
+            GraphNode(id="lead", node_type="supervisor", agent_id=lead.id, x=0),
             GraphNode(
                 id="worker.1",
                 node_type="agent",
                 agent_id=worker.id,
                 config={"retries": i % 3},
-                position_x=250.5,
-                position_y=40,
+                x=250.5,
+                y=40,
             ),
-            GraphNode(id="route", node_type="router", position_x=500, position_y=-80),
+            GraphNode(id="route", node_type="router", x=500, y=-80),
         ]
         edges = [
-            GraphEdge(source_node_id="lead", target_node_id="worker.1"),
+            GraphEdge(source="lead", target="worker.1"),
             GraphEdge(
-                source_node_id="worker.1",
-                target_node_id="route",
+                source="worker.1",
+                target="route",
                 source_handle="out" if i % 2 else None,
                 target_handle="in" if i % 2 else None,
             ),

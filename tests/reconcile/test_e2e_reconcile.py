@@ -111,7 +111,7 @@ def test_drift_made_through_the_api_is_found_field_by_field(kaizen: Kaizen) -> N
                 edges=[
                     GraphEdge(**c.model_dump(exclude={"id", "pipeline_id"}))
                     for c in connections
-                    if "refunds" not in (c.source_node_id, c.target_node_id)
+                    if "refunds" not in (c.source, c.target)
                 ],
             ),
         )
@@ -147,8 +147,8 @@ def test_node_positions_left_out_keep_what_the_editor_set(kaizen: Kaizen) -> Non
             Graph(
                 nodes=[
                     GraphNode(
-                        **n.model_dump(exclude={"pipeline_id", "position_x"}),
-                        position_x=999 if n.id == "tech" else n.position_x,
+                        **n.model_dump(exclude={"pipeline_id", "x"}),
+                        x=999 if n.id == "tech" else n.x,
                     )
                     for n in nodes
                 ],
@@ -168,9 +168,7 @@ def test_new_nodes_without_positions_get_a_layered_layout(kaizen: Kaizen) -> Non
 
     async def positions(api: KaizenApi) -> dict[str, tuple[float, float]]:
         pipeline = next(p for p in await api.pipelines.list_all() if p.name == "ticket-router")
-        return {
-            n.id: (n.position_x, n.position_y) for n in await api.pipelines.get_nodes(pipeline.id)
-        }
+        return {n.id: (n.x, n.y) for n in await api.pipelines.get_nodes(pipeline.id)}
 
     placed = kaizen.with_api(positions)
     assert len(set(placed.values())) == len(placed), placed
@@ -364,8 +362,8 @@ def test_graph_edges_match_by_their_four_fields_in_any_order(kaizen: Kaizen) -> 
         edges = list(reversed(await api.pipelines.get_connections(pipeline.id)))
         graph_edges = [
             GraphEdge(
-                source_node_id=e.source_node_id,
-                target_node_id=e.target_node_id,
+                source=e.source,
+                target=e.target,
                 source_handle=(
                     "finished" if change_handle and e.source_handle else e.source_handle
                 ),
@@ -379,8 +377,8 @@ def test_graph_edges_match_by_their_four_fields_in_any_order(kaizen: Kaizen) -> 
                 node_type=n.node_type,
                 agent_id=n.agent_id,
                 config=n.config,
-                position_x=n.position_x,
-                position_y=n.position_y,
+                x=n.x,
+                y=n.y,
             )
             for n in nodes
         ]

@@ -170,7 +170,7 @@ def test_graph_configs_in_json_text_and_the_literal_none_are_parsed(policy: Retr
     assert by_id["refunds"].config == {"requires_approval": True}
     assert by_id["intake"].config == {"source": "zendesk", "n": 1.5, "nested": {"a": [1, 2]}}
     assert by_id["intake"].agent_id is None  # stored as ""
-    assert by_id["tech"].position_x == 300.5
+    assert by_id["tech"].x == 300.5
 
 
 def test_default_handles_read_as_none_and_others_as_written(policy: RetryPolicy) -> None:
@@ -180,9 +180,7 @@ def test_default_handles_read_as_none_and_others_as_written(policy: RetryPolicy)
         policy,
         lambda api: api.pipelines.get_connections("12d135c4-366d-434c-a7c6-128dcf242083"),
     )
-    handles = {
-        (e.source_node_id, e.target_node_id): (e.source_handle, e.target_handle) for e in edges
-    }
+    handles = {(e.source, e.target): (e.source_handle, e.target_handle) for e in edges}
     assert handles[("intake", "lead")] == (None, None)  # output / input
     assert handles[("lead", "lead")] == ("loop", "in2")
 
@@ -279,7 +277,7 @@ def test_a_graph_write_that_answers_200_but_skipped_inserts_is_reported(
             GraphNode(id="collides", node_type="agent"),
             GraphNode(id="d", node_type="agent"),
         ],
-        edges=[GraphEdge(source_node_id="c", target_node_id="collides")],
+        edges=[GraphEdge(source="c", target="collides")],
     )
     with pytest.raises(GraphNotStoredError) as caught:
         with_api(replay, policy, lambda api: api.pipelines.put_graph(pipeline_id, graph))

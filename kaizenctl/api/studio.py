@@ -67,7 +67,7 @@ from kaizenctl.api.models import (
     PolicyCondition,
     User,
 )
-from kaizenctl.api.records import RECORD_DESCRIPTION, ServerRecord, is_record_name
+from kaizenctl.api.records import RECORD_DESCRIPTION, RECORD_PREFIX, ServerRecord, is_record_name
 from kaizenctl.api.retry import create_at_most_once
 from kaizenctl.api.session import ApiSession, QueryParams
 from kaizenctl.errors import UsageError
@@ -1043,14 +1043,18 @@ class StudioPolicies(_StudioResource[Policy]):
 # ---- kaizenctl's own records: inactive policies (docs/ownership.md) ------------------
 
 RECORD_RESOURCE_TYPE = "kaizenctl_record"
+LOCK_RECORD_PREFIX = f"{RECORD_PREFIX}lock."
 
 
 class StudioRecords:
     """Set inventories and locks as policies: ``status: inactive`` and assigned to nobody
     (so they never take effect), the content in ``conditions``, which this server stores
     without checking. Names are not unique here, so ``unique_names`` is False: the lock
-    creates, then lists, and the oldest claim wins. A record belongs to the workspace: its
-    stored name ends in ``@<workspace id>``.
+    creates, then lists, and the oldest claim wins. A record belongs to the workspace: an
+    inventory's stored name ends in ``@<workspace id>``; a lock's in ``@name:<workspace name>``,
+    because the lock is taken before the workspace may exist: two first applies must not each
+    create the workspace (names are not unique there either) and then each hold a lock of
+    their own. A lock named by workspace id (an older kaizenctl's) is still read as a claim.
     """
 
     unique_names = False
@@ -1060,7 +1064,11 @@ class StudioRecords:
         self.session = session
         self.scope = scope
 
-    def _record(self, data: dict[str, Any], suffix: str) -> ServerRecord | None:
+    @property
+    def _lock_suffix(self) -> str:
+        return f"@name:{self.scope.workspace_name}"
+
+    def _record(self, data: dict[str, Any], suffixes: tuple[str, ...]) -> ServerRecord | None:
         name = str(data.get("name", ""))
         content = data.get("conditions")
         if isinstance(content, str):
@@ -1068,31 +1076,40 @@ class StudioRecords:
                 content = json.loads(content)
             except ValueError:
                 return None
-        if not (is_record_name(name) and name.endswith(suffix) and isinstance(content, dict)):
+        suffix = next((s for s in suffixes if name.endswith(s)), None)
+        if not (is_record_name(name) and suffix is not None and isinstance(content, dict)):
             return None
+        bare = name.removesuffix(suffix)
+        if suffix == self._lock_suffix and not bare.startswith(LOCK_RECORD_PREFIX):
+            return None  # only locks are named by the workspace's name
         inner = content.get("kaizenctl")
         if not isinstance(inner, dict):
             return None
         return ServerRecord(
             id=str(data.get("id")),
-            name=name.removesuffix(suffix),
+            name=bare,
             data=inner,
             created_at=str(data.get("created_at", "")),
         )
 
-    def _checked(self, data: dict[str, Any], suffix: str, response: httpx.Response) -> ServerRecord:
-        record = self._record(data, suffix)
+    def _checked(
+        self, data: dict[str, Any], suffixes: tuple[str, ...], response: httpx.Response
+    ) -> ServerRecord:
+        record = self._record(data, suffixes)
         if record is None:
             raise ResponseFormatError.of(
                 response, "the server changed a kaizenctl record's name or content"
             )
         return record
 
-    async def list_all(self) -> list[ServerRecord]:
+    async def _suffixes(self) -> tuple[str, ...]:
         workspace = await self.scope.workspace_id()
         if workspace is None:
-            return []
-        suffix = f"@{workspace}"
+            return (self._lock_suffix,)
+        return (self._lock_suffix, f"@{workspace}")
+
+    async def list_all(self) -> list[ServerRecord]:
+        suffixes = await self._suffixes()
         found = await _list_pages(
             self.session, self.path, "records", {"resource_type": RECORD_RESOURCE_TYPE}
         )
@@ -1100,7 +1117,7 @@ class StudioRecords:
         for item in found:
             if not await self.scope.is_ours(item, in_workspace=False):
                 continue
-            record = self._record(item, suffix)
+            record = self._record(item, suffixes)
             if record is not None:
                 records.append(record)
         # Oldest first, so a lock's claims are in the order they were made.
@@ -1109,8 +1126,13 @@ class StudioRecords:
     async def find(self, name: str) -> list[ServerRecord]:
         return [r for r in await self.list_all() if r.name == name]
 
+    async def _suffix_for(self, name: str) -> str:
+        if name.startswith(LOCK_RECORD_PREFIX):
+            return self._lock_suffix
+        return f"@{await self.scope.ensure_workspace()}"
+
     async def create(self, name: str, data: dict[str, Any]) -> ServerRecord:
-        suffix = f"@{await self.scope.ensure_workspace()}"
+        suffix = await self._suffix_for(name)
         body = {
             "name": f"{name}{suffix}",
             "description": RECORD_DESCRIPTION,
@@ -1124,7 +1146,7 @@ class StudioRecords:
         async def send() -> ServerRecord:
             response = await self.session.request("POST", self.path, json=body)
             return self._checked(
-                _object(self.session.decode(response), response, "a policy"), suffix, response
+                _object(self.session.decode(response), response, "a policy"), (suffix,), response
             )
 
         async def find() -> ServerRecord | None:
@@ -1134,13 +1156,14 @@ class StudioRecords:
         return await create_at_most_once(self.session.policy, send, find)
 
     async def replace(self, record_id: str, data: dict[str, Any]) -> ServerRecord:
-        suffix = f"@{await self.scope.ensure_workspace()}"
         path = f"{self.path}/{path_segment(record_id)}"
         response = await _request_by_id(
             self.session, "PUT", path, json={"conditions": {"kaizenctl": data}}
         )
         return self._checked(
-            _object(self.session.decode(response), response, "a policy"), suffix, response
+            _object(self.session.decode(response), response, "a policy"),
+            await self._suffixes(),
+            response,
         )
 
     async def delete(self, record_id: str) -> None:

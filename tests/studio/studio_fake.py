@@ -16,6 +16,7 @@ faults a real socket cannot produce on cue) and ``serving()`` (uvicorn on
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -59,6 +60,27 @@ def widened_float32(value: float) -> float:
     """What the server reads back for a stored temperature: 0.3 -> 0.30000001192092896."""
     result: float = struct.unpack("<f", struct.pack("<f", float(value)))[0]
     return result
+
+
+LOCK_RECORD_PREFIX = "kaizenctl.lock."
+RECORD_RESOURCE_TYPE = "kaizenctl_record"
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One request as the server saw it: who sent it (the bearer token) and, for a create,
+    the name it asked for."""
+
+    method: str
+    path: str
+    token: str
+    name: str = ""
+
+    @property
+    def is_write(self) -> bool:
+        return self.method in ("POST", "PUT", "PATCH", "DELETE") and not self.path.startswith(
+            PREFIX + "/auth/"
+        )
 
 
 def _now() -> str:
@@ -139,6 +161,19 @@ class FakeStudio:
         self.policies: dict[str, dict[str, Any]] = {}
         self.faults: dict[tuple[str, str], list[Fault]] = {}
         self.requests: list[tuple[str, str]] = []
+        self.log: list[Logged] = []
+        # Races on cue (served over loopback only): the first N requests of a kind wait for
+        # each other, then go on together (at most ``hold_timeout_s``). "claims": a caller's
+        # list of kaizenctl's records after it created a lock record, so concurrent applies
+        # all list while every claim exists. "workspaces": GET /workspaces, so concurrent
+        # first applies all find the workspace missing.
+        self.barriers: dict[str, int] = {}
+        self.hold_timeout_s = 30.0
+        self.lock_records_created = 0
+        self.held_timed_out = 0
+        self.lock_claimants: set[str] = set()
+        self._arrived: dict[str, int] = {}
+        self._barrier_moved: asyncio.Condition | None = None
         self.logins = 0
         # Node ids whose insert fails inside the server (and is skipped, as it does).
         self.failing_node_ids: set[str] = set()
@@ -180,6 +215,18 @@ class FakeStudio:
             for m, p in self.requests
             if m in ("POST", "PUT", "PATCH", "DELETE") and not p.startswith(PREFIX + "/auth/")
         ]
+
+    def lock_records(self) -> list[dict[str, Any]]:
+        return [p for p in self.policies.values() if p["name"].startswith(LOCK_RECORD_PREFIX)]
+
+    @staticmethod
+    def _is_lock_create(method: str, path: str, body: Any) -> bool:
+        return (
+            method == "POST"
+            and path == f"{PREFIX}/policies"
+            and isinstance(body, dict)
+            and str(body.get("name", "")).startswith(LOCK_RECORD_PREFIX)
+        )
 
     def live_agents(self) -> list[dict[str, Any]]:
         return [a for a in self.agents.values() if a["status"] != "archived"]
@@ -283,6 +330,11 @@ class FakeStudio:
             except ValueError:
                 body = raw.decode()
         query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+        if self._barrier_moved is None:
+            self._barrier_moved = asyncio.Condition()  # on the server's own loop
+        barrier = self._barrier_for(scope["method"], scope["path"], query, headers)
+        if barrier is not None:
+            await self._wait_at(barrier)
         fault = self._next_fault((scope["method"], scope["path"]))
         reply = self.handle(
             scope["method"],
@@ -293,6 +345,8 @@ class FakeStudio:
             body,
             fault,
         )
+        if self._is_lock_create(scope["method"], scope["path"], body) and reply.status == 201:
+            self.lock_claimants.add(headers.get("authorization", ""))
         payload = b"" if reply.status == 204 else json.dumps(reply.body).encode()
         response_headers = [(b"content-type", b"application/json")]
         response_headers += [(k.encode(), v.encode()) for k, v in reply.headers.items()]
@@ -300,6 +354,39 @@ class FakeStudio:
             {"type": "http.response.start", "status": reply.status, "headers": response_headers}
         )
         await send({"type": "http.response.body", "body": payload})
+
+    def _barrier_for(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str]
+    ) -> str | None:
+        if method != "GET":
+            return None
+        if path == f"{PREFIX}/workspaces":
+            kind = "workspaces"
+        elif (
+            path == f"{PREFIX}/policies"
+            and query.get("resource_type") == RECORD_RESOURCE_TYPE
+            and headers.get("authorization", "") in self.lock_claimants
+        ):
+            kind = "claims"
+        else:
+            return None
+        if self._arrived.get(kind, 0) >= self.barriers.get(kind, 0):
+            return None  # no barrier, or it opened already
+        return kind
+
+    async def _wait_at(self, kind: str) -> None:
+        assert self._barrier_moved is not None
+        wanted = self.barriers[kind]
+        async with self._barrier_moved:
+            self._arrived[kind] = self._arrived.get(kind, 0) + 1
+            self._barrier_moved.notify_all()
+            try:
+                await asyncio.wait_for(
+                    self._barrier_moved.wait_for(lambda: self._arrived[kind] >= wanted),
+                    self.hold_timeout_s,
+                )
+            except TimeoutError:
+                self.held_timed_out += 1
 
     # ---- the API ---------------------------------------------------------------------
 
@@ -315,6 +402,9 @@ class FakeStudio:
     ) -> Reply:
         with self.lock:
             self.requests.append((method, path))
+            name = body.get("name", "") if isinstance(body, dict) and method == "POST" else ""
+            token = authorization.removeprefix("Bearer ")
+            self.log.append(Logged(method, path, token, str(name)))
             if fault is not None and fault.kind == "answer":
                 return Reply(fault.status, fault.body, fault.headers)
             if path.endswith("/") and path != "/":
@@ -807,6 +897,8 @@ class FakeStudio:
                     "updated_at": _now(),
                 }
                 self.policies[policy_id] = policy
+                if policy["name"].startswith(LOCK_RECORD_PREFIX):
+                    self.lock_records_created += 1
                 # The create answer carries the conditions as JSON text; reads, objects.
                 return Reply(201, {**policy, "conditions": json.dumps(policy["conditions"])})
             return error(405, "METHOD_NOT_ALLOWED", "Method Not Allowed")

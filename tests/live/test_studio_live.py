@@ -495,3 +495,53 @@ def test_a_graph_insert_the_server_skips_fails_the_apply_loudly(
     assert "node late was not stored" in out.out + out.err
     assert ws.run("plan", "--detailed-exitcode", str(manifests)) == 2
     ws.account.call("DELETE", f"/pipelines/{squatter['id']}")
+
+
+def test_two_first_applies_started_together_exactly_one_writes(
+    workspace_a: Workspace, manifests: Path
+) -> None:
+    import subprocess
+    import sys
+
+    ws = workspace_a
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "NO_COLOR": "1",
+        "KAIZEN_API_URL": ws.account.url,
+        "KAIZEN_TOKEN": ws.account.token(),
+        "KAIZEN_WORKSPACE": ws.name,
+        "KAIZEN_DIALECT": "auto",
+    }
+    kaizenctl = Path(sys.executable).with_name("kaizenctl")
+    # The workspace does not exist yet: both find it missing, only the lock's holder makes it.
+    processes = [
+        subprocess.Popen(
+            [str(kaizenctl), "apply", "--auto-approve", str(manifests)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    finished = [p.communicate(timeout=300) for p in processes]
+    assert sorted(p.returncode for p in processes) == [0, 1], finished
+    winner = next(p for p in processes if p.returncode == 0)
+    refused = next(
+        err.decode() for p, (_, err) in zip(processes, finished, strict=True) if p.returncode
+    )
+    assert "set 'default' is locked by" in refused
+    assert f"(pid {winner.pid}) since 20" in refused
+    assert "nothing was changed" in refused
+
+    workspaces = [w for w in ws.account.call("GET", "/workspaces") if w["name"] == ws.name]
+    assert len(workspaces) == 1, workspaces
+    # No lock left behind, by either; one set record for this workspace; no duplicate.
+    assert [r for r in ws.records() if r["name"].startswith(f"{RECORD_PREFIX}lock.")] == []
+    assert [r["name"] for r in ws.records() if r["name"].endswith(workspaces[0]["id"])] == [
+        f"{RECORD_PREFIX}set.default@{workspaces[0]['id']}"
+    ]
+    assert _names(ws.agents()) == ["billing-expert", "summarizer", "support-lead", "tech-support"]
+    assert _names(ws.pipelines()) == ["escalations", "support"]
+    assert ws.run("plan", "--detailed-exitcode", str(manifests)) == 0

@@ -272,7 +272,9 @@ async def acquire(records: RecordService, set_name: str, options: LockOptions) -
             )
         now = options.clock()
         if now >= deadline:
-            raise LockHeldError(set_name, winner, (now - started).total_seconds())
+            # With no timeout nothing was waited for (the settle time is not waiting).
+            waited = (now - started).total_seconds() if options.timeout > 0 else 0.0
+            raise LockHeldError(set_name, winner, waited)
         remaining = (deadline - now).total_seconds()
         await options.sleep(min(options.poll_interval, remaining))
 

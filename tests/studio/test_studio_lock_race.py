@@ -103,7 +103,8 @@ def test_two_applies_started_together_exactly_one_writes(
     )
     assert "set 'default' is locked by" in refused
     assert f"(pid {winner.pid}) since 20" in refused
-    assert "nothing was changed" in refused
+    # --lock-timeout 0 refuses at once: it says nothing of waiting (the settle is not a wait).
+    assert "nothing was changed. Wait for it" in refused
 
     writes = _writes_by_caller(studio.log)
     assert len(writes) == 2, writes
@@ -168,7 +169,7 @@ def test_the_later_claim_backs_off_and_withdraws_its_own_record(
     assert main(["apply", "--auto-approve", str(studio_examples)]) == 1
     err = capsys.readouterr().err
     assert "set 'default' is locked by ci@runner-7 (pid 4121) since 2026-12-01T19:00:00" in err
-    assert "nothing was changed" in err
+    assert "nothing was changed. Wait for it" in err
     # Its claim came after the older one, so it withdrew it: only the holder's is left.
     assert [p["id"] for p in studio.lock_records()] == [older]
     writes = [e for e in studio.log[before:] if e.is_write]

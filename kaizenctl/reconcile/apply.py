@@ -289,8 +289,6 @@ async def _execute(context: _Context, action: Action) -> str:
         graph = _resolve_graph(context, info, payload)
         await info.graph(context.api).put_graph(item_id, graph)
         return f"graph written ({len(graph.nodes)} nodes, {len(graph.edges)} edges)"
-    if payload is None:
-        raise ActionFailed(f"{verb} {action.ref}: the plan holds nothing to execute")
     raise ActionFailed(f"unknown action {verb} for {info.kind}")
 
 

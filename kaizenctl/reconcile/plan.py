@@ -252,7 +252,7 @@ class Action(PlanModel):
     live_id: str | None = None
     # What the executor does, with references still by name (resolved at apply time);
     # None only in a plan made to be looked at (apply refuses to run it).
-    payload: Payload | None = None
+    payload: Payload
     # Display only (renderers); never executed.
     drawing: GraphDrawing | None = None
     warnings: tuple[str, ...] = ()
@@ -263,7 +263,7 @@ class Action(PlanModel):
 
     @model_validator(mode="after")
     def _payload_fits_the_verb(self) -> Action:
-        if self.payload is not None and not isinstance(self.payload, VERB_PAYLOADS[self.verb]):
+        if not isinstance(self.payload, VERB_PAYLOADS[self.verb]):
             raise ValueError(
                 f"{_a(self.verb)} action cannot carry {_a(self.payload.type)} payload"
                 f" (it carries {' or '.join(_a(t) for t in _payload_types(self.verb))} payload)"

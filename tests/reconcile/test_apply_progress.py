@@ -10,13 +10,27 @@ import pytest
 from kaizenctl.cli import main
 from kaizenctl.commands import progress
 from kaizenctl.commands.progress import Heartbeat
-from kaizenctl.reconcile.plan import Action
+from kaizenctl.reconcile.plan import Action, CreatePayload, SlotPayload
 from kaizenctl.server.testing import running_server
 from tests.api.api_helpers import FakeClock
 
 
 def _action(verb: str, kind: str, name: str, summary: str) -> Action:
-    return Action(id=f"{verb}:{kind}/{name}", verb=verb, kind=kind, name=name, summary=summary)
+    payload = (
+        SlotPayload(
+            pipeline="qa", environment="development", expected_version=1, deployment=name
+        )
+        if verb == "deploy"
+        else CreatePayload(fields={})
+    )
+    return Action(
+        id=f"{verb}:{kind}/{name}",
+        verb=verb,
+        kind=kind,
+        name=name,
+        summary=summary,
+        payload=payload,
+    )
 
 
 DEPLOY = _action(

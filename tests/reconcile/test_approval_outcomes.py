@@ -18,7 +18,7 @@ from kaizenctl.reconcile.apply import (
     execute_plan,
 )
 from kaizenctl.reconcile.live import LiveSnapshot
-from kaizenctl.reconcile.plan import Action, Plan
+from kaizenctl.reconcile.plan import Action, Plan, SlotPayload
 from kaizenctl.reconcile.state import State
 from kaizenctl.render import render_apply
 from tests.paths import SCHEMAS as PACKAGED_SCHEMAS
@@ -34,6 +34,13 @@ def _action(name: str, *depends: str) -> Action:
         name=name,
         summary=f"promote {name}",
         depends_on=tuple(f"promote:Deployment/{d}" for d in depends),
+        payload=SlotPayload(
+            pipeline=name,
+            environment="staging",
+            expected_version=1,
+            deployment=name,
+            source_environment="development",
+        ),
     )
 
 

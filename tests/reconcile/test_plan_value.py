@@ -9,16 +9,14 @@ from typing import get_args
 import pytest
 from pydantic import ValidationError
 
-from kaizenctl.api.service import KaizenApi
 from kaizenctl.gitops.saved_plan import (
     SAVED_PLAN_FORMAT_VERSION,
     build_saved_plan,
     read_saved_plan,
     write_saved_plan,
 )
-from kaizenctl.reconcile.apply import ApplyResult, execute_plan
 from kaizenctl.reconcile.diff import build_plan
-from kaizenctl.reconcile.live import LiveSnapshot, fetch_live
+from kaizenctl.reconcile.live import LiveSnapshot
 from kaizenctl.reconcile.plan import (
     VERB_PAYLOADS,
     Action,
@@ -39,7 +37,6 @@ from kaizenctl.reconcile.plan import (
     Verb,
 )
 from kaizenctl.reconcile.state import State
-from tests.reconcile.harness import Kaizen
 from tests.reconcile.test_units import _example_desired
 
 WIRE_NAMES = ("position_x", "position_y", "source_node_id", "target_node_id", "agent_id")
@@ -254,21 +251,10 @@ def test_a_payload_read_back_that_does_not_fit_its_verb_is_refused() -> None:
         Plan.model_validate(document)
 
 
-def test_apply_refuses_an_action_without_a_payload_and_sends_nothing(kaizen: Kaizen) -> None:
-    # Only a plan made to be looked at (a renderer's test) has one; apply fails it, named.
-    looked_at = Plan(
-        actions=(
-            Action(id="create:Agent/a", verb="create", kind="Agent", name="a", summary="create"),
-        )
-    )
-    kaizen.server.clear_request_log()
+def test_an_action_without_a_payload_is_refused_when_read() -> None:
+    """Every action carries what it executes: a saved plan missing one is damaged."""
+    document = json.loads(_plan_with_every_payload().model_dump_json())
+    del document["actions"][0]["payload"]
 
-    async def apply(api: KaizenApi) -> ApplyResult:
-        return await execute_plan(api, looked_at, await fetch_live(api))
-
-    (outcome,) = kaizen.with_api(apply).outcomes
-    assert outcome.status == "failed"
-    assert "create Agent/a: the plan holds nothing to execute" in outcome.message
-    assert [
-        e for e in kaizen.server.request_log() if e.method != "GET" and "/auth/" not in e.path
-    ] == []
+    with pytest.raises(ValidationError, match="payload"):
+        Plan.model_validate(document)

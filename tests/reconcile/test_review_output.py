@@ -11,7 +11,7 @@ from kaizenctl.cli import main
 from kaizenctl.manifests.loader import load_manifests
 from kaizenctl.reconcile.diff import build_plan
 from kaizenctl.reconcile.live import LiveSnapshot
-from kaizenctl.reconcile.plan import Action, FieldChange, Plan
+from kaizenctl.reconcile.plan import Action, CreatePayload, FieldChange, Plan, UpdatePayload
 from kaizenctl.reconcile.state import (
     EdgeKey,
     GraphState,
@@ -41,6 +41,7 @@ def _prompt_edit() -> Plan:
                 changes=(
                     FieldChange(field="system_prompt", before=OLD_PROMPT, after=NEW_PROMPT),
                 ),
+                payload=UpdatePayload(changes={"system_prompt": NEW_PROMPT}),
             ),
         )
     )
@@ -80,6 +81,7 @@ def test_item1_single_line_values_print_real_characters() -> None:
                 name="a",
                 summary="create Agent/a",
                 changes=(FieldChange(field="system_prompt", after="Grüße…\nzweite Zeile"),),
+                payload=CreatePayload(fields={"system_prompt": "Grüße…\nzweite Zeile"}),
             ),
         )
     )
@@ -164,6 +166,7 @@ def _big_plan(count: int) -> Plan:
                 changes=(
                     FieldChange(field="system_prompt", before="x" * 400, after="y`" * 200),
                 ),
+                payload=UpdatePayload(changes={"system_prompt": "y`" * 200}),
             )
             for i in range(count)
         )

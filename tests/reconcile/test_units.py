@@ -297,6 +297,7 @@ def test_markdown_plan_is_trimmed_to_fit_a_comment() -> None:
                 name=f"a{i}",
                 summary=f"update Agent/a{i}",
                 changes=(FieldChange(field="system_prompt", before="x" * 400, after="y" * 400),),
+                payload=UpdatePayload(changes={"system_prompt": "y" * 400}),
             )
             for i in range(600)
         )

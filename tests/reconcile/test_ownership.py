@@ -112,10 +112,12 @@ def test_prune_of_one_set_never_touches_another_sets_resources(
     kaizen.server.clear_request_log()
     _apply(kaizen, kaizen.folder, TEAM_A)
     writes = _writes(kaizen.server)
-    # The lock, then the intent (the set's record), then the first create: of an agent or a
-    # policy, whichever apply starts first (neither waits for the other).
+    # The lock, then the intent (the set's record; both are archived pipelines here, each
+    # awaited before the next step), then the first create: of an agent, a policy or a
+    # pipeline, whichever apply starts first (none of them waits for the others).
     assert [w[:2] for w in writes[:2]] == [("POST", "/api/v1/pipelines")] * 2
-    assert writes[2][:2] in {("POST", "/api/v1/agents"), ("POST", "/api/v1/policies")}
+    assert writes[2][0] == "POST"
+    assert writes[2][1] in {"/api/v1/agents", "/api/v1/policies", "/api/v1/pipelines"}
     _apply(kaizen, team_b, TEAM_B)
     b_ids = {ref: i for ref, i in _ids(kaizen).items() if "/b-" in ref}
     assert len(b_ids) == 4

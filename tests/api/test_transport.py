@@ -22,18 +22,15 @@ from kaizenctl.api.transport import _as_httpx
 from tests.api.api_helpers import FakeClock
 
 
-class HangUpServer:
-    """Reads each request's head, then closes the connection without a word; counts them."""
+class LoopbackServer:
+    """A raw asyncio server on 127.0.0.1: ``async with`` gives its URL; ``handle`` is each
+    subclass's own way of answering (or not)."""
 
     def __init__(self) -> None:
-        self.requests: list[bytes] = []
         self.server: asyncio.Server | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        self.requests.append(head.split(b"\r\n", 1)[0])
-        writer.close()
-        await writer.wait_closed()
+        raise NotImplementedError
 
     async def __aenter__(self) -> str:
         self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
@@ -44,6 +41,20 @@ class HangUpServer:
         assert self.server is not None
         self.server.close()
         await self.server.wait_closed()
+
+
+class HangUpServer(LoopbackServer):
+    """Reads each request's head, then closes the connection without a word; counts them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[bytes] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.requests.append(head.split(b"\r\n", 1)[0])
+        writer.close()
+        await writer.wait_closed()
 
 
 def _policy(clock: FakeClock) -> RetryPolicy:
@@ -123,12 +134,12 @@ def test_aiohttp_failures_map_to_what_they_mean(
     assert type(mapped) is expected
 
 
-class CookieServer:
+class CookieServer(LoopbackServer):
     """Answers every request 200 with a ``Set-Cookie``; keeps each request's head."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.heads: list[bytes] = []
-        self.server: asyncio.Server | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -143,16 +154,6 @@ class CookieServer:
             )
             await writer.drain()
         writer.close()
-
-    async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        port = self.server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
 
 
 def test_a_cookie_the_server_sets_is_never_sent_back() -> None:

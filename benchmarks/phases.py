@@ -32,7 +32,9 @@ from typing import Any
 
 def main(argv: list[str]) -> int:
     stop_after = argv[argv.index("--stop-after") + 1] if "--stop-after" in argv else None
-    gc.set_threshold(50_000, 10, 10)  # as kaizenctl.cli.main sets it
+    from kaizenctl import CLI_GC_THRESHOLDS  # the package's __init__ only
+
+    gc.set_threshold(*CLI_GC_THRESHOLDS)
     figures: dict[str, float] = {}
     mark = time.process_time()
 

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from kaizenctl import __version__
+from kaizenctl import CLI_GC_THRESHOLDS, __version__
 from kaizenctl.commands.options import ENVIRONMENT_HELP
 
 # command name -> module under kaizenctl.commands exposing ``command``
@@ -96,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from kaizenctl.errors import KaizenctlError
     from kaizenctl.redact import redact
 
-    # A run allocates a plan's worth of small objects and exits: the default (a young
-    # collection every 700 allocations) spent ~13% of an apply's CPU in the collector.
-    gc.set_threshold(50_000, 10, 10)
+    gc.set_threshold(*CLI_GC_THRESHOLDS)
     args = argv if argv is not None else sys.argv[1:]
     debug = "--debug" in args
     as_json = _wants_json(args)

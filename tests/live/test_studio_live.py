@@ -32,6 +32,7 @@ from kaizenctl.api.records import RECORD_PREFIX
 from kaizenctl.api.settings import ConnectionSettings
 from kaizenctl.cli import main
 from tests.paths import ROOT
+from tests.studio.unholdable import UNHOLDABLE, UNHOLDABLE_REFUSALS
 
 STUDIO_EXAMPLES = ROOT / "examples" / "studio"
 URL = os.environ.get("KAIZENCTL_ACC_STUDIO_URL", "")
@@ -306,41 +307,6 @@ def test_done_when_from_an_empty_organization(
     assert ws.run("plan", "--detailed-exitcode", "--prune", str(exported)) == 0
 
 
-UNHOLDABLE = """\
-apiVersion: kaizen.io/v1
-kind: Agent
-metadata: {name: with-provider}
-spec:
-  system_prompt: p
-  provider: openai
-  model: gpt-4o-mini
----
-apiVersion: kaizen.io/v1
-kind: Pipeline
-metadata: {name: configured}
-spec:
-  pattern: blackboard
-  config: {max_rounds: 3}
----
-apiVersion: kaizen.io/v1
-kind: Policy
-metadata: {name: two-actions}
-spec:
-  effect: deny
-  resource_type: deployment
-  actions: [delete, update]
-  conditions:
-    - {attribute: card, operator: regex, value: '\\\\d{4}'}
----
-apiVersion: kaizen.io/v1
-kind: Deployment
-metadata: {name: support-dev}
-spec:
-  pipeline: configured
-  environment: development
-"""
-
-
 def test_a_set_the_server_cannot_hold_fails_at_plan_with_file_line_and_zero_writes(
     workspace_a: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -352,8 +318,11 @@ def test_a_set_the_server_cannot_hold_fails_at_plan_with_file_line_and_zero_writ
     capsys.readouterr()
     assert ws.run("apply", "--auto-approve", str(manifest)) == 1
     err = capsys.readouterr().err
-    for line in (6, 13, 14, 22, 24, 30):
-        assert re.search(rf"{re.escape(str(manifest))}:{line}:\d+: ", err), (line, err)
+    for line, text in UNHOLDABLE_REFUSALS.items():
+        assert re.search(rf"{re.escape(str(manifest))}:{line}:\d+: {re.escape(text)}", err), (
+            line,
+            err,
+        )
     assert ws.account.call("GET", "/workspaces") == workspaces_before
     assert ws.policies() == policies_before
     assert ws.workspace_id() is None

@@ -10,47 +10,7 @@ import pytest
 from kaizenctl.cli import main
 from kaizenctl.server.testing import RunningServer
 from tests.studio.studio_fake import FakeStudio
-
-UNHOLDABLE = """\
-apiVersion: kaizen.io/v1
-kind: Agent
-metadata: {name: with-provider}
-spec:
-  system_prompt: p
-  provider: openai
-  model: gpt-4o-mini
----
-apiVersion: kaizen.io/v1
-kind: Pipeline
-metadata: {name: configured}
-spec:
-  pattern: blackboard
-  config: {max_rounds: 3}
----
-apiVersion: kaizen.io/v1
-kind: Pipeline
-metadata: {name: archived-one}
-spec:
-  pattern: router
-  status: archived
----
-apiVersion: kaizen.io/v1
-kind: Policy
-metadata: {name: two-actions}
-spec:
-  effect: deny
-  resource_type: deployment
-  actions: [delete, update]
-  conditions:
-    - {attribute: card, operator: regex, value: '\\\\d{4}'}
----
-apiVersion: kaizen.io/v1
-kind: Deployment
-metadata: {name: support-dev}
-spec:
-  pipeline: configured
-  environment: development
-"""
+from tests.studio.unholdable import UNHOLDABLE, UNHOLDABLE_REFUSALS
 
 
 def test_an_unholdable_set_fails_at_plan_with_file_line_and_zero_writes(
@@ -62,17 +22,7 @@ def test_an_unholdable_set_fails_at_plan_with_file_line_and_zero_writes(
     for command in (["plan"], ["apply", "--auto-approve"]):
         assert main([*command, str(manifest)]) == 1
         err = capsys.readouterr().err
-        expected = {
-            6: "Agent/with-provider: provider",
-            13: "Pipeline/configured: pattern",
-            14: "Pipeline/configured: config",
-            21: "Pipeline/archived-one: status",
-            29: "Policy/two-actions: actions",
-            31: "Policy/two-actions: conditions[0].operator",
-            37: "Deployment/support-dev: pipeline: 'configured' cannot be held by this server: "
-            "this server deploys agents onto gateways",
-        }
-        for line, text in expected.items():
+        for line, text in UNHOLDABLE_REFUSALS.items():
             assert re.search(rf"{re.escape(str(manifest))}:{line}:\d+: {re.escape(text)}", err), (
                 line,
                 err,

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kaizenctl.api.retry import RetryPolicy
-from kaizenctl.redact import clear_secrets
-from tests.api.api_helpers import FakeClock
+# The same secret-registry reset, clock and retry policy as the API tests.
+from tests.api.conftest import _fresh_secrets, clock, policy  # noqa: F401
 from tests.paths import ROOT
 from tests.studio.studio_fake import EMAIL, PASSWORD, FakeStudio
 
@@ -18,26 +17,9 @@ STUDIO_EXAMPLES = ROOT / "examples" / "studio"
 WORKSPACE = "kaizenctl-test"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_secrets() -> Iterator[None]:
-    clear_secrets()
-    yield
-    clear_secrets()
-
-
 @pytest.fixture
 def studio() -> FakeStudio:
     return FakeStudio()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def policy(clock: FakeClock) -> RetryPolicy:
-    return RetryPolicy(sleep=clock.sleep, clock=clock, random=lambda: 0.5)
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from kaizenctl.cli import main
+from tests.live.test_studio_live import Account
 from tests.studio.gateway_stub import GatewayStub, gateway_stub
 from tests.studio.harness import (
     DEPLOYMENTS,
@@ -37,31 +37,16 @@ URL = os.environ.get("KAIZENCTL_ACC_STUDIO_URL", "").rstrip("/")
 pytestmark = pytest.mark.skipif(not URL, reason="KAIZENCTL_ACC_STUDIO_URL is not set")
 
 
-class Platform:
+class Platform(Account):
     """The platform's own API, as the people who approve promotions use it."""
 
     def __init__(self) -> None:
-        answer = httpx.post(
-            f"{URL}/api/v1/auth/login",
-            json={
-                "email": os.environ["KAIZENCTL_ACC_STUDIO_EMAIL"],
-                "password": os.environ["KAIZENCTL_ACC_STUDIO_PASSWORD"],
-            },
-            timeout=60,
+        super().__init__(
+            URL,
+            os.environ["KAIZENCTL_ACC_STUDIO_EMAIL"],
+            os.environ["KAIZENCTL_ACC_STUDIO_PASSWORD"],
         )
-        answer.raise_for_status()
-        self.token: str = answer.json()["access_token"]
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        answer = httpx.request(
-            method,
-            f"{URL}/api/v1{path}",
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=60,
-            **kwargs,
-        )
-        answer.raise_for_status()
-        return answer.json() if answer.content else None
+        self.log_in()
 
     def gateways(self, names: set[str]) -> dict[str, dict[str, Any]]:
         return {
@@ -95,7 +80,7 @@ def live(
     folder = tmp_path / "manifests"
     folder.mkdir()
     monkeypatch.setenv("KAIZEN_API_URL", URL)
-    monkeypatch.setenv("KAIZEN_TOKEN", platform.token)
+    monkeypatch.setenv("KAIZEN_TOKEN", platform.token())
     monkeypatch.setenv("KAIZEN_WORKSPACE", f"kaizenctl-rollout-{suffix}")
     monkeypatch.setenv("KAIZEN_DIALECT", "studio")
     for name in ("KAIZEN_EMAIL", "KAIZEN_PASSWORD", "KAIZEN_REFRESH_TOKEN"):
